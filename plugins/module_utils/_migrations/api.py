@@ -1,0 +1,152 @@
+# Copyright: dbops.migrations contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Entry point for the postgresql_migrate module: module parameters in, task result out.
+
+Plain dictionaries only, so the module file stays a thin wrapper and this code can be
+tested without Ansible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .connection import ConnectionSettings, connect
+from .engine import RunOptions, RunResult, run
+from .sources import Migration, load_sources, read_directories
+
+CONNECTION_OPTIONS = (
+    "login_host",
+    "login_port",
+    "login_user",
+    "login_password",
+    "login_db",
+    "login_unix_socket",
+    "ssl_mode",
+    "ca_cert",
+    "ssl_cert",
+    "ssl_key",
+    "session_role",
+)
+
+
+def connection_settings(params: dict[str, Any], application: str) -> ConnectionSettings:
+    """Build ConnectionSettings from module parameters."""
+    settings = ConnectionSettings(**{name: params.get(name) for name in CONNECTION_OPTIONS})
+    settings.connect_params = dict(params.get("connect_params") or {})
+    settings.application_name = application
+    return settings
+
+
+def collect_sources(params: dict[str, Any]) -> list[Migration]:
+    """Return the migrations passed by the action plugin, or read them from ``path``."""
+    passed = params.get("_sources")
+    if passed is not None:
+        files = [(item["script"], item["content"]) for item in passed]
+    else:
+        files = read_directories(list(params["path"]))
+    return load_sources(files)
+
+
+def migrate(
+    params: dict[str, Any], check_mode: bool, diff: bool, warn: Callable[[str], None]
+) -> dict[str, Any]:
+    """Run the migrations that the parameters describe and return the task result.
+
+    Warnings go to ``warn``. Raises MigrationError subclasses for every expected failure.
+    """
+    sources = collect_sources(params)
+    options = RunOptions(
+        history_schema=params["history_schema"],
+        history_table=params["history_table"],
+        target=params.get("target"),
+        lock_timeout=params["lock_timeout"],
+        statement_timeout=params["statement_timeout"],
+        lock_wait_seconds=float(params["lock_wait_timeout"]),
+        check_mode=check_mode,
+        check_strategy=params.get("check_strategy") or "execute",
+        session_role=params.get("session_role"),
+    )
+    connection = connect(connection_settings(params, "dbops.migrations postgresql_migrate"))
+    try:
+        outcome = run(connection, sources, options)
+    finally:
+        connection.close()
+    for warning in outcome.warnings:
+        warn(warning)
+    result = task_result(outcome, check_mode, params.get("check_strategy") or "execute")
+    if diff:
+        result["diff"] = make_diff(outcome, hide_sql=bool(params.get("hide_sql_in_diff")))
+    return result
+
+
+def task_result(outcome: RunResult, check_mode: bool, strategy: str) -> dict[str, Any]:
+    """Return the result keys, identical in check mode and in a real run."""
+    return {
+        "changed": outcome.changed,
+        "msg": summary(outcome, check_mode, strategy),
+        "applied": outcome.applied,
+        "pending": outcome.pending,
+        "current_version": outcome.current_version,
+        "history_table": outcome.history_table,
+        "history_table_created": outcome.history_table_created,
+    }
+
+
+def summary(outcome: RunResult, check_mode: bool, strategy: str) -> str:
+    """Return the one-line message of a run."""
+    labels = ", ".join(_label(entry) for entry in outcome.applied)
+    at = _version_phrase(outcome.current_version)
+    count = len(outcome.applied)
+    noun = "migration" if count == 1 else "migrations"
+    if not outcome.applied:
+        return f"No migration pending; {at}."
+    if not check_mode:
+        return f"Applied {count} {noun} ({labels}); {at}."
+    if strategy == "plan":
+        how = "planned only, no SQL executed"
+    else:
+        verified = sum(1 for entry in outcome.applied if entry["verified"])
+        how = f"{verified} of {count} verified in a transaction that was rolled back"
+    return f"Check mode: would apply {count} {noun} ({labels}), {how}; nothing was written."
+
+
+def _version_phrase(version: str | None) -> str:
+    if version is None:
+        return "the database has no versioned migration applied"
+    return f"the database is at version {version}"
+
+
+def _label(entry: dict[str, Any]) -> str:
+    if entry["version"] is not None:
+        return f"V{entry['version']}"
+    return f"R__{entry['description']}"
+
+
+def make_diff(outcome: RunResult, hide_sql: bool) -> list[dict[str, str]]:
+    """Return Ansible diffs: applied versions before and after, then each pending file's SQL."""
+    after = outcome.versions_before + [
+        entry["version"] for entry in outcome.applied if entry["version"] is not None
+    ]
+    diffs = [
+        {
+            "before_header": f"{outcome.history_table} (applied versions)",
+            "after_header": f"{outcome.history_table} (applied versions)",
+            "before": "".join(f"{version}\n" for version in outcome.versions_before),
+            "after": "".join(f"{version}\n" for version in after),
+        }
+    ]
+    applied_scripts = {entry["script"] for entry in outcome.applied}
+    for migration in outcome.migrations:
+        if migration.script not in applied_scripts:
+            continue
+        text = migration.text if not hide_sql else "-- SQL hidden (hide_sql_in_diff is set)\n"
+        diffs.append(
+            {
+                "before_header": "(not applied)",
+                "after_header": f"{migration.label} {migration.script}",
+                "before": "",
+                "after": text if text.endswith("\n") else text + "\n",
+            }
+        )
+    return diffs

@@ -1,0 +1,130 @@
+# Copyright: dbops.migrations contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Prepare migrations for execution and run their statements on an open connection."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg2 import sql
+
+from .errors import ExecutionError, ScanError
+from .scanner import Statement, needs_autocommit, scan
+from .sources import Migration
+
+NO_TRANSACTION_DIRECTIVE = "-- dbops:no-transaction"
+_DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*dbops:no-transaction[ \t]*$", re.MULTILINE)
+
+
+@dataclass
+class PreparedMigration:
+    """A pending migration split into statements, with how it must run."""
+
+    migration: Migration
+    statements: list[Statement]
+    no_transaction: bool
+
+
+def prepare(migration: Migration, server_version: int) -> PreparedMigration:
+    """Scan a migration and raise ScanError, before anything runs, if it cannot be run."""
+    result = scan(migration.text)
+    no_transaction = bool(_DIRECTIVE.search(migration.text))
+    problems = list(result.problems)
+    if not no_transaction:
+        problems.extend(
+            (
+                statement.line,
+                f"{statement.summary} cannot run inside a transaction block; put the line "
+                f"{NO_TRANSACTION_DIRECTIVE} at the top of the file to run it statement by "
+                "statement outside a transaction",
+            )
+            for statement in result.statements
+            if needs_autocommit(statement, server_version)
+        )
+    if problems:
+        raise ScanError(migration.script, sorted(problems))
+    return PreparedMigration(migration, result.statements, no_transaction)
+
+
+def session_reset(session_role: str | None) -> sql.Composable:
+    """Return SQL that undoes session settings and role changes left by a migration."""
+    parts: list[sql.Composable] = [sql.SQL("RESET ALL; RESET ROLE")]
+    if session_role:
+        parts.append(sql.SQL("SET ROLE {}").format(sql.Identifier(session_role)))
+    return sql.SQL("; ").join(parts)
+
+
+def timeouts(lock_timeout: str, statement_timeout: str, local: bool) -> sql.Composable:
+    """Return SET commands for the two timeouts, transaction-local or for the session."""
+    scope = sql.SQL("SET LOCAL" if local else "SET")
+    return sql.SQL("{scope} lock_timeout = {lock}; {scope} statement_timeout = {statement}").format(
+        scope=scope, lock=sql.Literal(lock_timeout), statement=sql.Literal(statement_timeout)
+    )
+
+
+def run_statements(cursor: Any, prepared: PreparedMigration, stays: str) -> int:
+    """Execute every statement of a migration; return the elapsed time in milliseconds.
+
+    Raises ExecutionError naming the migration, the file line, the server's message and
+    SQLSTATE; ``stays`` ends the message and says what remains applied.
+    """
+    import psycopg2
+
+    started = time.monotonic()
+    for statement in prepared.statements:
+        try:
+            if statement.copy_data is not None:
+                cursor.copy_expert(statement.text, io.StringIO(statement.copy_data))
+            else:
+                cursor.execute(statement.text)
+        except psycopg2.Error as error:
+            raise execution_error(prepared.migration, statement, error, stays) from None
+    return int((time.monotonic() - started) * 1000)
+
+
+def execution_error(
+    migration: Migration, statement: Statement, error: Any, stays: str
+) -> ExecutionError:
+    """Build the ExecutionError for a server error raised by one statement."""
+    diag = getattr(error, "diag", None)
+    sqlstate = getattr(error, "pgcode", None)
+    primary = (diag.message_primary if diag else None) or _first_line(error)
+    line = statement.line + _lines_before(statement.text, diag.statement_position if diag else None)
+    where = f"{migration.script}, line {line}"
+    message = f"Migration {migration.label} ({where}) failed: {primary}"
+    message += f" (SQLSTATE {sqlstate})." if sqlstate else "."
+    detail = diag.message_detail if diag else None
+    hint = diag.message_hint if diag else None
+    if detail:
+        message += f" Detail: {_sentence(detail)}"
+    if hint:
+        message += f" Hint: {_sentence(hint)}"
+    message += f" {stays}"
+    return ExecutionError(
+        message, version=migration.version, script=migration.script, line=line, sqlstate=sqlstate
+    )
+
+
+def _lines_before(text: str, position: str | None) -> int:
+    """Count the newlines before the server's 1-based character position in ``text``."""
+    if not position:
+        return 0
+    try:
+        index = int(position) - 1
+    except ValueError:
+        return 0
+    return text.count("\n", 0, max(0, index))
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(text.split())
+    return text if text.endswith(".") else text + "."
+
+
+def _first_line(error: Any) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

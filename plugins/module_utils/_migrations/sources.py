@@ -1,0 +1,171 @@
+# Copyright: dbops.migrations contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Migration sources: file names, versions, normalised text and checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+
+from .errors import SourceError
+
+VERSIONED = "versioned"
+REPEATABLE = "repeatable"
+
+NAME_PATTERNS = "V<version>__<description>.sql or R__<description>.sql"
+
+_VERSIONED_NAME = re.compile(r"^V(?P<version>\d+(?:[._]\d+)*)__(?P<description>.+)\.sql$")
+_REPEATABLE_NAME = re.compile(r"^R__(?P<description>.+)\.sql$")
+_BOM = "\ufeff"
+
+
+def normalise_text(text: str) -> str:
+    """Remove a leading UTF-8 byte-order mark and turn CRLF line endings into LF."""
+    if text.startswith(_BOM):
+        text = text[len(_BOM) :]
+    return text.replace("\r\n", "\n")
+
+
+def checksum(text: str) -> str:
+    """Return the sha256 hex digest of the normalised text."""
+    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Return the numeric sort key of a dotted version; trailing zero parts do not count."""
+    parts = [int(part) for part in re.split(r"[._]", version)]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def format_version(version: str) -> str:
+    """Return the version as users read it: parts joined by dots, leading zeros removed."""
+    return ".".join(str(int(part)) for part in re.split(r"[._]", version))
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file, its text already normalised."""
+
+    script: str
+    kind: str
+    description: str
+    text: str
+    checksum: str
+    version: str | None = None
+    key: tuple[int, ...] = field(default=(), compare=False)
+
+    @property
+    def label(self) -> str:
+        """Name the migration as messages do: ``V2`` or ``R__analytics views``."""
+        if self.kind == VERSIONED:
+            return f"V{self.version}"
+        return f"R__{self.description}"
+
+
+def parse_source(script: str, text: str) -> Migration:
+    """Build a Migration from its script path (relative, with ``/``) and its file text."""
+    name = script.rsplit("/", 1)[-1]
+    normalised = normalise_text(text)
+    digest = hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+    versioned = _VERSIONED_NAME.match(name)
+    if versioned:
+        raw = versioned.group("version")
+        return Migration(
+            script=script,
+            kind=VERSIONED,
+            description=_describe(versioned.group("description")),
+            text=normalised,
+            checksum=digest,
+            version=format_version(raw),
+            key=version_key(raw),
+        )
+    repeatable = _REPEATABLE_NAME.match(name)
+    if repeatable:
+        return Migration(
+            script=script,
+            kind=REPEATABLE,
+            description=_describe(repeatable.group("description")),
+            text=normalised,
+            checksum=digest,
+        )
+    raise SourceError(f"Invalid migration file name {script!r}: expected {NAME_PATTERNS}.")
+
+
+def _describe(raw: str) -> str:
+    return raw.replace("_", " ").strip()
+
+
+def load_sources(files: list[tuple[str, str]]) -> list[Migration]:
+    """Parse every (script, text) pair and return versioned migrations in version order, then
+    repeatable ones by description.
+
+    Raises SourceError naming every invalid file name and every set of files that share a
+    version or a repeatable description.
+    """
+    migrations: list[Migration] = []
+    invalid: list[str] = []
+    for script, text in files:
+        try:
+            migrations.append(parse_source(script, text))
+        except SourceError:
+            invalid.append(script)
+    if invalid:
+        names = ", ".join(repr(name) for name in sorted(invalid))
+        raise SourceError(f"Invalid migration file name {names}: expected {NAME_PATTERNS}.")
+    _reject_duplicates(migrations)
+    versioned = sorted((m for m in migrations if m.kind == VERSIONED), key=lambda m: m.key)
+    repeatable = sorted((m for m in migrations if m.kind == REPEATABLE), key=lambda m: m.description)
+    return versioned + repeatable
+
+
+def _reject_duplicates(migrations: list[Migration]) -> None:
+    groups: dict[tuple[object, ...], list[Migration]] = {}
+    for migration in migrations:
+        identity = (migration.kind, migration.key if migration.kind == VERSIONED else migration.description)
+        groups.setdefault(identity, []).append(migration)
+    clashes = [group for group in groups.values() if len(group) > 1]
+    if not clashes:
+        return
+    parts = []
+    for group in clashes:
+        scripts = " and ".join(repr(m.script) for m in sorted(group, key=lambda m: m.script))
+        what = f"version {group[0].version}" if group[0].kind == VERSIONED else f"description {group[0].description!r}"
+        parts.append(f"{scripts} share {what}")
+    raise SourceError("Duplicate migrations: " + "; ".join(parts) + ". Give each file its own version.")
+
+
+def read_directories(paths: list[str]) -> list[tuple[str, str]]:
+    """Read every ``*.sql`` file below each directory, recursively.
+
+    Each script is named by its path relative to the directory it was found in, with ``/``
+    as the separator. Files are decoded as UTF-8.
+    """
+    files: list[tuple[str, str]] = []
+    for top in paths:
+        if not os.path.isdir(top):
+            raise SourceError(f"Migration directory {top!r} not found.")
+        for directory, subdirs, names in os.walk(top):
+            subdirs.sort()
+            for name in sorted(names):
+                if not name.endswith(".sql"):
+                    continue
+                full = os.path.join(directory, name)
+                script = os.path.relpath(full, top).replace(os.sep, "/")
+                files.append((script, read_text(full)))
+    return files
+
+
+def read_text(path: str) -> str:
+    """Read a migration file as UTF-8; raise SourceError naming the file when it is not UTF-8."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SourceError(
+            f"{path} is not valid UTF-8 (byte {error.start}): save migration files as UTF-8."
+        ) from None

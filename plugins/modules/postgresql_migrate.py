@@ -1,0 +1,223 @@
+#!/usr/bin/python
+# Copyright: dbops.migrations contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: postgresql_migrate
+short_description: Apply versioned SQL migrations to a PostgreSQL database
+description:
+  - Applies the pending migrations from one or more directories, each in its own transaction
+    together with its row in a history table, so a migration is applied exactly once and a
+    failed one leaves nothing behind.
+  - Migration files are named C(V<version>__<description>.sql), applied once in version order
+    (versions compare numerically by dotted parts, so V(1.10) comes after V(1.9)), and
+    C(R__<description>.sql), re-applied after the versioned ones whenever their checksum changes.
+  - Runs hold a PostgreSQL advisory lock keyed on the history table, so concurrent runs against
+    one database apply each migration once.
+  - An action plugin reads the migration files where the playbook runs and passes their text to
+    the module, so the files never need copying to the managed host.
+version_added: 0.1.0
+author: dbops.migrations contributors
+extends_documentation_fragment:
+  - dbops.migrations.connection
+options:
+  path:
+    description:
+      - Directory, or list of directories, searched recursively for C(*.sql) migration files.
+      - Relative paths are found as M(ansible.builtin.copy) finds its O(ansible.builtin.copy#module:src):
+        in the role's C(files/) directory, then next to the playbook.
+      - A file is named in results and messages by its path relative to the directory it was
+        found in, for example C(views/V2__analytics_views.sql).
+    type: list
+    elements: path
+    required: true
+  history_schema:
+    description:
+      - Schema of the history table. It is created when missing.
+    type: str
+    default: public
+  history_table:
+    description:
+      - Name of the history table. It is created when missing.
+    type: str
+    default: schema_migrations
+  target:
+    description:
+      - Apply versioned migrations up to and including this version, and no further.
+      - A target below the current version fails; this module only applies forward.
+    type: str
+  lock_timeout:
+    description:
+      - PostgreSQL C(lock_timeout) for each migration, as an interval such as V(5s) or V(500ms).
+      - A migration that waits longer for a table lock fails with SQLSTATE 55P03 instead of
+        queueing every later query on that table behind it.
+    type: str
+    default: 5s
+  statement_timeout:
+    description:
+      - PostgreSQL C(statement_timeout) for each migration statement. V(0) means no limit.
+      - It is set for every migration, so a C(statement_timeout) configured on the role or the
+        database does not cancel a long migration.
+    type: str
+    default: '0'
+  lock_wait_timeout:
+    description:
+      - Seconds to wait for the migration lock held by another run before failing.
+    type: int
+    default: 300
+  check_strategy:
+    description:
+      - What check mode does with pending migrations.
+      - V(execute) runs every pending migration that can run in a transaction block inside one
+        transaction that is always rolled back, so check mode fails where the real run would,
+        against the real data. It takes the same locks as the real run, for at most O(lock_timeout)
+        per wait.
+      - V(plan) only reads the history and compares it with the files. It executes no migration
+        SQL, so it cannot catch a migration that would fail on the server.
+    type: str
+    choices: [execute, plan]
+    default: execute
+  hide_sql_in_diff:
+    description:
+      - Leave the SQL of pending migrations out of the diff, for migrations that carry secrets.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details:
+      - With O(check_strategy=execute), pending migrations run inside a transaction that is
+        always rolled back. Nothing is written, not even the history table.
+  diff_mode:
+    support: full
+    details:
+      - Shows the applied versions before and after, and the SQL of each pending migration.
+notes:
+  - Statements that PostgreSQL refuses inside a transaction block, such as
+    C(CREATE INDEX CONCURRENTLY), need the line C(-- dbops:no-transaction) in their file. Such a
+    file runs statement by statement outside a transaction; check mode does not execute it.
+  - psql meta-commands such as C(\\set) or C(\\connect), and top-level C(BEGIN) or C(COMMIT), are
+    rejected before anything runs.
+seealso:
+  - name: PostgreSQL advisory locks
+    description: How the migration lock works.
+    link: https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS
+"""
+
+EXAMPLES = r"""
+- name: Apply the migrations shipped next to the playbook
+  dbops.migrations.postgresql_migrate:
+    path: files/sql
+    login_host: db.example.com
+    login_user: app_owner
+    login_password: "{{ vault_app_owner_password }}"
+    login_db: tracking_hub
+    ssl_mode: verify-full
+    ca_cert: /etc/ssl/certs/rds-global-bundle.pem
+
+- name: Preview with --check --diff; the same task, nothing written
+  dbops.migrations.postgresql_migrate:
+    path: files/sql
+    login_db: tracking_hub
+  check_mode: true
+  diff: true
+
+- name: Stop at version 2, with the connection taken from PGHOST, PGUSER and the rest
+  dbops.migrations.postgresql_migrate:
+    path:
+      - files/sql/schema
+      - files/sql/views
+    target: "2"
+"""
+
+RETURN = r"""
+applied:
+  description:
+    - Migrations applied by this run, in the order they ran. In check mode, the migrations that
+      would be applied.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - version: "1"
+      description: initial schema
+      type: versioned
+      script: schema/V1__initial_schema.sql
+      checksum: 5b0a6c0d1b2f4f0b8e8f6cbb1a1d2e3f4a5b6c7d8e9f00112233445566778899
+      execution_time_ms: 84
+      verified: true
+pending:
+  description: Versioned migrations left pending after the run, such as those above O(target).
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+current_version:
+  description: Highest applied version after the run (in check mode, after the run would end).
+  returned: always
+  type: str
+  sample: "3"
+history_table:
+  description: Qualified name of the history table.
+  returned: always
+  type: str
+  sample: public.schema_migrations
+history_table_created:
+  description: Whether the run created the history table (in check mode, would create it).
+  returned: always
+  type: bool
+  sample: false
+msg:
+  description: One line saying what was applied, or would be, and the version now.
+  returned: always
+  type: str
+  sample: Applied 3 migrations (V1, V2, V3); the database is at version 3.
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.dbops.migrations.plugins.module_utils._migrations.connection import (
+    HAS_PSYCOPG2,
+)
+from ansible_collections.dbops.migrations.plugins.module_utils._migrations.errors import (
+    MigrationError,
+)
+from ansible_collections.dbops.migrations.plugins.module_utils.argspec import (
+    connection_argument_spec,
+)
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
+        path=dict(type="list", elements="path", required=True),
+        history_schema=dict(type="str", default="public"),
+        history_table=dict(type="str", default="schema_migrations"),
+        target=dict(type="str"),
+        lock_timeout=dict(type="str", default="5s"),
+        statement_timeout=dict(type="str", default="0"),
+        lock_wait_timeout=dict(type="int", default=300),
+        check_strategy=dict(type="str", default="execute", choices=["execute", "plan"]),
+        hide_sql_in_diff=dict(type="bool", default=False),
+        _sources=dict(type="list", elements="dict", no_log=False),
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"))
+    from ansible_collections.dbops.migrations.plugins.module_utils._migrations.api import migrate
+
+    try:
+        result = migrate(module.params, module.check_mode, module._diff, module.warn)
+    except MigrationError as error:
+        module.fail_json(msg=str(error))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
