@@ -79,6 +79,20 @@ options:
     type: str
     choices: [execute, plan]
     default: execute
+  resolve_failed:
+    description:
+      - What to do with a migration recorded as failed. Only a migration marked
+        C(-- dbops:no-transaction) can be recorded so, because its statements commit one by
+        one and a failure part-way leaves the earlier ones in place. Until it is resolved,
+        every run stops before applying anything.
+      - V(retry) deletes the failed record, so the migration runs again from its first
+        statement. Use it when the statements are safe to repeat, for example
+        C(CREATE INDEX CONCURRENTLY IF NOT EXISTS) after dropping an invalid index.
+      - V(mark_applied) records the migration as applied, with the current file's checksum,
+        without running it. Use it after finishing the migration by hand.
+      - Each use is reported as a warning.
+    type: str
+    choices: [retry, mark_applied]
   hide_sql_in_diff:
     description:
       - Leave the SQL of pending migrations out of the diff, for migrations that carry secrets.
@@ -200,6 +214,7 @@ def argument_spec():
         statement_timeout=dict(type="str", default="0"),
         lock_wait_timeout=dict(type="int", default=300),
         check_strategy=dict(type="str", default="execute", choices=["execute", "plan"]),
+        resolve_failed=dict(type="str", choices=["retry", "mark_applied"]),
         hide_sql_in_diff=dict(type="bool", default=False),
         _sources=dict(type="list", elements="dict", no_log=False),
     )

@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import psycopg2
+
 from .connection import ConnectionSettings, connect
+from .errors import MigrationError
+from .execution import server_message
 from .engine import RunOptions, RunResult, run
 from .sources import Migration, load_sources, read_directories
 
@@ -66,10 +70,13 @@ def migrate(
         check_mode=check_mode,
         check_strategy=params.get("check_strategy") or "execute",
         session_role=params.get("session_role"),
+        resolve_failed=params.get("resolve_failed"),
     )
     connection = connect(connection_settings(params, "dbops.migrations postgresql_migrate"))
     try:
         outcome = run(connection, sources, options)
+    except psycopg2.Error as error:
+        raise MigrationError(f"PostgreSQL error: {server_message(error)}") from None
     finally:
         connection.close()
     for warning in outcome.warnings:

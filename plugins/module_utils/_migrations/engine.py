@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .execution import (
@@ -12,6 +12,7 @@ from .execution import (
     PreparedMigration,
     prepare,
     run_statements,
+    server_message,
     session_reset,
     timeouts,
 )
@@ -19,16 +20,19 @@ from .history import (
     TYPE_REPEATABLE,
     TYPE_SQL,
     TYPE_SQL_NO_TRANSACTION,
+    HistoryRow,
     HistoryTable,
     insert_parameters,
 )
 from .lock import migration_lock
 from .planner import Plan, make_plan
-from .errors import ExecutionError
+from .errors import ExecutionError, MigrationError
 from .sources import REPEATABLE, VERSIONED, Migration, version_key
 
 CHECK_EXECUTE = "execute"
 CHECK_PLAN = "plan"
+RESOLVE_RETRY = "retry"
+RESOLVE_MARK_APPLIED = "mark_applied"
 
 
 @dataclass
@@ -44,6 +48,7 @@ class RunOptions:
     check_mode: bool = False
     check_strategy: str = CHECK_EXECUTE
     session_role: str | None = None
+    resolve_failed: str | None = None
 
 
 @dataclass
@@ -70,21 +75,74 @@ def run(connection: Any, sources: list[Migration], options: RunOptions) -> RunRe
     key = history.lock_key()
     with migration_lock(connection, key, options.lock_wait_seconds, history.qualified_name):
         created, rows = _read_history(connection, history, options.check_mode)
+        warnings: list[str] = []
+        if options.resolve_failed:
+            rows = _resolve_failed(connection, history, rows, sources, options, warnings)
         plan = make_plan(sources, rows, options.target)
         prepared = [prepare(m, connection.server_version) for m in plan.pending]
         if options.check_mode:
-            applied, warnings = _verify(connection, prepared, plan, options)
+            applied = _verify(connection, prepared, options, warnings)
         else:
-            applied, warnings = _apply(connection, history, prepared, plan, options), []
+            applied = _apply(connection, history, prepared, plan, options)
     return _result(sources, plan, applied, history, created, warnings)
 
 
+def _resolve_failed(
+    connection: Any,
+    history: HistoryTable,
+    rows: list[HistoryRow],
+    sources: list[Migration],
+    options: RunOptions,
+    warnings: list[str],
+) -> list[HistoryRow]:
+    """Apply the user's decision on migrations recorded as failed; return the history to plan on.
+
+    ``retry`` deletes the failed rows so the migrations run again; ``mark_applied`` records
+    them as applied with the current file's checksum, running no SQL. Check mode changes
+    only the rows it plans on.
+    """
+    failed = [row for row in rows if not row.success]
+    if not failed:
+        return rows
+    checksums = {m.script: m.checksum for m in sources}
+    ranks = [row.installed_rank for row in failed]
+    labels = ", ".join(f"V{row.version}" if row.version else row.script for row in failed)
+    if not options.check_mode:
+        with connection.cursor() as cursor:
+            history.resolve_failed(cursor, ranks, options.resolve_failed, checksums)
+    if options.resolve_failed == RESOLVE_RETRY:
+        warnings.append(
+            f"{labels} was recorded as failed; resolve_failed=retry removed that record, so it "
+            "runs again."
+        )
+        return [row for row in rows if row.success]
+    warnings.append(
+        f"{labels} was recorded as failed; resolve_failed=mark_applied recorded it as applied. "
+        "No SQL of it ran in this run."
+    )
+    return [
+        replace(row, success=True, checksum=checksums.get(row.script, row.checksum))
+        if not row.success
+        else row
+        for row in rows
+    ]
+
+
 def _read_history(connection: Any, history: HistoryTable, check_mode: bool) -> tuple[bool, list]:
-    with connection.cursor() as cursor:
-        if history.exists(cursor):
-            return False, history.rows(cursor)
-        if not check_mode:
-            history.create(cursor)
+    """Return whether the history table is (or in check mode would be) created, and its rows."""
+    import psycopg2
+
+    try:
+        with connection.cursor() as cursor:
+            if history.exists(cursor):
+                return False, history.rows(cursor)
+            if not check_mode:
+                history.create(cursor)
+    except psycopg2.Error as error:
+        raise MigrationError(
+            f"Cannot read or create the history table {history.qualified_name}: "
+            f"{server_message(error)}"
+        ) from None
     return True, []
 
 
@@ -152,14 +210,51 @@ def _apply_without_transaction(
                 timeouts=timeouts(options.lock_timeout, options.statement_timeout, local=False),
             )
         )
-        partial = f"Statements of {item.migration.label} before the failing one stay committed"
+        invalid_before = _invalid_indexes(cursor)
+        label = item.migration.label
+        stays = (
+            f"Statements of {label} before that line stay committed, and {label} is recorded as "
+            "failed: repair the database, then run again with resolve_failed set to retry or "
+            "mark_applied."
+        )
         try:
-            elapsed = run_statements(cursor, item, f"{partial}; the migration is recorded as failed.")
-        except ExecutionError:
+            elapsed = run_statements(cursor, item, stays)
+        except ExecutionError as error:
             _record(cursor, history, item, 0, options, commit=False, success=False)
+            left = _invalid_indexes(cursor) - invalid_before
+            if left:
+                error.args = (f"{error} {_invalid_index_note(left)}",)
             raise
+        left = _invalid_indexes(cursor) - invalid_before
+        if left:
+            _record(cursor, history, item, elapsed, options, commit=False, success=False)
+            raise ExecutionError(
+                f"Migration {label} ({item.migration.script}) finished, but "
+                f"{_invalid_index_note(left)} {label} is recorded as failed.",
+                version=item.migration.version,
+                script=item.migration.script,
+                line=None,
+                sqlstate=None,
+            )
         _record(cursor, history, item, elapsed, options, commit=False)
     return elapsed
+
+
+def _invalid_indexes(cursor: Any) -> set[str]:
+    """Return the invalid indexes of the database, as left by a failed concurrent build."""
+    cursor.execute(
+        "SELECT i.indexrelid::pg_catalog.regclass::text FROM pg_catalog.pg_index i"
+        " WHERE NOT i.indisvalid"
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
+def _invalid_index_note(names: set[str]) -> str:
+    listed = ", ".join(sorted(names))
+    return (
+        f"The concurrent index build left invalid index {listed} (pg_index.indisvalid is "
+        "false): drop it with DROP INDEX CONCURRENTLY before running again."
+    )
 
 
 def _record(
@@ -198,21 +293,25 @@ def _record(
 
 
 def _rollback(connection: Any) -> None:
+    """Roll back the open transaction; a connection that is already gone has none."""
+    import psycopg2
+
     if connection.closed:
         return
-    with connection.cursor() as cursor:
-        cursor.execute("ROLLBACK")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+    except (psycopg2.OperationalError, psycopg2.InterfaceError):
+        return
 
 
 def _verify(
-    connection: Any, prepared: list[PreparedMigration], plan: Plan, options: RunOptions
-) -> tuple[list[dict[str, Any]], list[str]]:
+    connection: Any, prepared: list[PreparedMigration], options: RunOptions, warnings: list[str]
+) -> list[dict[str, Any]]:
     """Run the pending migrations in one transaction that is always rolled back."""
     if options.check_strategy == CHECK_PLAN:
-        reports = [_report(p.migration, 0, verified=False) for p in prepared]
-        return reports, []
+        return [_report(p.migration, 0, verified=False) for p in prepared]
     reports: list[dict[str, Any]] = []
-    warnings: list[str] = []
     skipped: list[str] = []
     with connection.cursor() as cursor:
         try:
@@ -221,7 +320,7 @@ def _verify(
                 reports.append(_verify_one(cursor, item, skipped, warnings, options))
         finally:
             _rollback(connection)
-    return reports, warnings
+    return reports
 
 
 def _verify_one(

@@ -109,6 +109,14 @@ def execution_error(
     )
 
 
+def server_message(error: Any) -> str:
+    """Return the server's primary message and SQLSTATE of a psycopg2 error, on one line."""
+    diag = getattr(error, "diag", None)
+    primary = (diag.message_primary if diag else None) or _first_line(error)
+    sqlstate = getattr(error, "pgcode", None)
+    return f"{primary} (SQLSTATE {sqlstate})." if sqlstate else _sentence(primary)
+
+
 def _lines_before(text: str, position: str | None) -> int:
     """Count the newlines before the server's 1-based character position in ``text``."""
     if not position:

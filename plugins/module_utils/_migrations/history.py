@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -103,6 +104,28 @@ class HistoryTable:
             )
         )
         return [HistoryRow(*row) for row in cursor.fetchall()]
+
+    def resolve_failed(
+        self, cursor: Any, ranks: list[int], decision: str, checksums: dict[str, str]
+    ) -> None:
+        """Delete the failed rows (``retry``) or mark them applied with current checksums."""
+        if decision == "retry":
+            cursor.execute(
+                sql.SQL("DELETE FROM {table} WHERE installed_rank = ANY(%s)").format(
+                    table=self.identifier
+                ),
+                (ranks,),
+            )
+            return
+        for rank in ranks:
+            cursor.execute(
+                sql.SQL(
+                    "UPDATE {table} SET success = true,"
+                    " checksum = COALESCE((%s::jsonb) ->> script, checksum)"
+                    " WHERE installed_rank = %s"
+                ).format(table=self.identifier),
+                (json.dumps(checksums), rank),
+            )
 
     def insert_statement(self) -> sql.Composed:
         """Return the INSERT for one row; its parameters are those of ``insert_parameters``.

@@ -55,8 +55,9 @@ def _reject_failed(history: list[HistoryRow]) -> None:
     label = f"V{row.version}" if row.version else f"R__{row.description}"
     raise PlanError(
         f"Migration {label} ({row.script}) is recorded as failed in an earlier run, so the "
-        "database may hold part of it. Repair the database by hand, then delete that "
-        "history row, before running again."
+        "database may hold part of it. Repair the database, then run again with "
+        "resolve_failed=retry to run it again, or resolve_failed=mark_applied to record it "
+        "as applied without running it."
     )
 
 

@@ -44,8 +44,8 @@ class Statement:
 
     @property
     def summary(self) -> str:
-        """Return the statement's leading keywords, as a short name for messages."""
-        return " ".join(self.words[:4]) or self.text[:30]
+        """Return the statement's first four words as written, as a short name for messages."""
+        return " ".join(self.text.split()[:4])
 
 
 @dataclass
