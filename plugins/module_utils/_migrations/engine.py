@@ -27,6 +27,7 @@ from .history import (
 from .lock import migration_lock
 from .planner import Plan, make_plan
 from .errors import ExecutionError, MigrationError
+from .views import run_repeatable
 from .sources import REPEATABLE, VERSIONED, Migration, version_key
 
 CHECK_EXECUTE = "execute"
@@ -79,12 +80,20 @@ def run(connection: Any, sources: list[Migration], options: RunOptions) -> RunRe
         if options.resolve_failed:
             rows = _resolve_failed(connection, history, rows, sources, options, warnings)
         plan = make_plan(sources, rows, options.target)
-        prepared = [prepare(m, connection.server_version) for m in plan.pending]
+        scs = _standard_conforming_strings(connection)
+        prepared = [prepare(m, connection.server_version, scs) for m in plan.pending]
         if options.check_mode:
             applied = _verify(connection, prepared, options, warnings)
         else:
             applied = _apply(connection, history, prepared, plan, options)
     return _result(sources, plan, applied, history, created, warnings)
+
+
+def _standard_conforming_strings(connection: Any) -> bool:
+    """Return the session's default, which RESET ALL restores before each migration."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_catalog.current_setting('standard_conforming_strings')")
+        return cursor.fetchone()[0] == "on"
 
 
 def _resolve_failed(
@@ -181,12 +190,19 @@ def _apply_in_transaction(
         )
         try:
             cursor.execute(begin)
-            elapsed = run_statements(cursor, item, stays)
+            elapsed = _run(cursor, item, stays)
             _record(cursor, history, item, elapsed, options, commit=True)
         except BaseException:
             _rollback(connection)
             raise
     return elapsed
+
+
+def _run(cursor: Any, item: PreparedMigration, stays: str) -> int:
+    """Run a migration's statements inside the open transaction."""
+    if item.migration.kind == REPEATABLE:
+        return run_repeatable(cursor, item, stays)
+    return run_statements(cursor, item, stays)
 
 
 def _apply_without_transaction(
@@ -348,7 +364,7 @@ def _verify_one(
     )
     stays = "Check mode: nothing was written, and the database is unchanged."
     try:
-        elapsed = run_statements(cursor, item, stays)
+        elapsed = _run(cursor, item, stays)
     except ExecutionError as error:
         if not skipped:
             raise

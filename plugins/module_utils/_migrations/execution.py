@@ -29,10 +29,16 @@ class PreparedMigration:
     no_transaction: bool
 
 
-def prepare(migration: Migration, server_version: int) -> PreparedMigration:
-    """Scan a migration and raise ScanError, before anything runs, if it cannot be run."""
-    result = scan(migration.text)
-    no_transaction = bool(_DIRECTIVE.search(migration.text))
+def prepare(
+    migration: Migration, server_version: int, standard_conforming_strings: bool = True
+) -> PreparedMigration:
+    """Scan a migration and raise ScanError, before anything runs, if it cannot be run.
+
+    The directive counts only in the comments before the first statement.
+    """
+    result = scan(migration.text, standard_conforming_strings)
+    header_end = result.statements[0].offset if result.statements else len(migration.text)
+    no_transaction = bool(_DIRECTIVE.search(migration.text, 0, header_end))
     problems = list(result.problems)
     if not no_transaction:
         problems.extend(

@@ -7,7 +7,8 @@ single-quoted strings (with backslash escapes in ``E''`` strings, and in plain s
 while ``standard_conforming_strings`` is off), double-quoted identifiers, dollar quotes with
 tags, ``--`` comments, nested ``/* */`` comments, parentheses, and ``BEGIN ATOMIC ... END``
 or ``CASE ... END`` bodies. Like psql, it counts a ``BEGIN`` or ``CASE`` that is not the
-first word of a statement as opening a body that an ``END`` closes.
+word inside ``CREATE [OR REPLACE] FUNCTION`` or ``PROCEDURE``, outside parentheses, as
+opening a body that an ``END`` closes (and, within a body, a ``CASE`` as well).
 """
 
 from __future__ import annotations
@@ -40,12 +41,15 @@ class Statement:
     text: str
     line: int
     words: list[str]
+    offset: int = 0
+    leading_words: list[str] = field(default_factory=list)
+    copy_from_stdin: bool = False
     copy_data: str | None = None
 
     @property
     def summary(self) -> str:
         """Return the statement's first four words as written, as a short name for messages."""
-        return " ".join(self.text.split()[:4])
+        return " ".join(self.text.rstrip(";").split()[:4])
 
 
 @dataclass
@@ -66,14 +70,18 @@ class _Cursor:
         self.paren_depth = 0
         self.body_depth = 0
         self.words: list[str] = []
-        self.word_count = 0
+        self.leading_words: list[str] = []
+        self.previous_word = ""
+        self.from_stdin = False
 
     def reset(self) -> None:
         self.start = None
         self.paren_depth = 0
         self.body_depth = 0
         self.words = []
-        self.word_count = 0
+        self.leading_words = []
+        self.previous_word = ""
+        self.from_stdin = False
 
     def mark(self) -> None:
         if self.start is None:
@@ -137,8 +145,9 @@ def scan(text: str, standard_conforming_strings: bool = True) -> ScanResult:
             statement = _finish(cursor, line_of)
             scs = _follow_scs(statement, scs)
             _check_statement(statement, result)
-            result.statements.append(statement)
-            if _is_copy_from_stdin(statement):
+            if statement.text != ";":
+                result.statements.append(statement)
+            if statement.copy_from_stdin:
                 _read_copy_data(cursor, statement, result, line_of)
             cursor.reset()
         else:
@@ -158,7 +167,14 @@ def scan(text: str, standard_conforming_strings: bool = True) -> ScanResult:
 def _finish(cursor: _Cursor, line_of: object) -> Statement:
     assert cursor.start is not None
     text = cursor.text[cursor.start : cursor.pos]
-    return Statement(text=text, line=line_of(cursor.start), words=cursor.words)  # type: ignore[operator]
+    return Statement(
+        text=text,
+        line=line_of(cursor.start),  # type: ignore[operator]
+        words=cursor.words,
+        offset=cursor.start,
+        leading_words=cursor.leading_words,
+        copy_from_stdin=bool(cursor.words[:1] == ["COPY"] and cursor.from_stdin),
+    )
 
 
 def _skip_block_comment(cursor: _Cursor) -> bool:
@@ -243,14 +259,35 @@ def _read_word(cursor: _Cursor, scs: bool) -> bool:
             return _skip_string(cursor, backslash_escapes=False)
         return _skip_quoted_identifier(cursor)
     cursor.pos = end
-    cursor.word_count += 1
+    if len(cursor.leading_words) < _KEPT_WORDS:
+        cursor.leading_words.append(upper)
+    if cursor.paren_depth > 0:
+        return True
     if len(cursor.words) < _KEPT_WORDS:
         cursor.words.append(upper)
-    if upper in ("BEGIN", "CASE") and cursor.word_count > 1:
+    if cursor.previous_word == "FROM" and upper == "STDIN":
+        cursor.from_stdin = True
+    cursor.previous_word = upper
+    if _defines_routine(cursor.words):
+        _track_body(cursor, upper)
+    return True
+
+
+def _defines_routine(words: list[str]) -> bool:
+    """Tell whether the statement starts CREATE [OR REPLACE] FUNCTION or PROCEDURE."""
+    if words[:1] != ["CREATE"]:
+        return False
+    rest = words[3:4] if words[1:3] == ["OR", "REPLACE"] else words[1:2]
+    return rest in (["FUNCTION"], ["PROCEDURE"])
+
+
+def _track_body(cursor: _Cursor, upper: str) -> None:
+    if upper == "BEGIN":
+        cursor.body_depth += 1
+    elif upper == "CASE" and cursor.body_depth >= 1:
         cursor.body_depth += 1
     elif upper == "END" and cursor.body_depth > 0:
         cursor.body_depth -= 1
-    return True
 
 
 def _follow_scs(statement: Statement, scs: bool) -> bool:
@@ -279,32 +316,26 @@ def _meta_command_problem(command: str) -> str:
             f"psql meta-command {command} is not SQL; make the included file a migration "
             "of its own"
         )
-    return f"psql meta-command {command} is not SQL; remove it (the engine stops on the first error)"
+    return f"psql meta-command {command} is not SQL and only psql understands it; remove it"
 
 
 def _check_statement(statement: Statement, result: ScanResult) -> None:
     words = statement.words
     if not words or words[0] not in _TRANSACTION_CONTROL:
         return
-    if words[0] == "ROLLBACK" and len(words) > 1 and words[1] in ("TO", "PREPARED"):
+    if words[0] == "ROLLBACK" and ("TO" in words[1:3] or words[1:2] == ["PREPARED"]):
         return
-    if words[0] == "COMMIT" and len(words) > 1 and words[1] == "PREPARED":
+    if words[0] == "COMMIT" and words[1:2] == ["PREPARED"]:
         return
+    name = "START TRANSACTION" if words[0] == "START" else words[0]
     result.problems.append(
         (
             statement.line,
-            f"transaction control statement {' '.join(words[:2])} is not allowed: each migration "
-            "runs in a transaction of its own; for statements that cannot run in a transaction "
-            "block, mark the file with a line -- dbops:no-transaction",
+            f"transaction control statement {name} is not allowed: the engine runs each "
+            "migration in a transaction of its own, or, in a file marked "
+            "-- dbops:no-transaction, commits each statement on its own",
         )
     )
-
-
-def _is_copy_from_stdin(statement: Statement) -> bool:
-    words = statement.words
-    if not words or words[0] != "COPY":
-        return False
-    return any(w == "FROM" and n == "STDIN" for w, n in zip(words, words[1:]))
 
 
 def _read_copy_data(cursor: _Cursor, statement: Statement, result: ScanResult, line_of: object) -> None:
@@ -341,7 +372,13 @@ def needs_autocommit(statement: Statement, server_version: int) -> bool:
     if head in ("CREATE", "DROP") and _after_create(words)[:2] == ["INDEX", "CONCURRENTLY"]:
         return True
     if head == "REINDEX":
-        return "CONCURRENTLY" in words or words[1:2] in (["SYSTEM"], ["DATABASE"])
+        return "CONCURRENTLY" in statement.leading_words or words[1:2] in (
+            ["SYSTEM"],
+            ["DATABASE"],
+            ["SCHEMA"],
+        )
+    if head == "ALTER" and words[1:2] == ["DATABASE"]:
+        return "SET" in words and "TABLESPACE" in words
     if head == "ALTER" and words[1:2] == ["TABLE"]:
         return "DETACH" in words and "CONCURRENTLY" in words
     if head == "CLUSTER":

@@ -70,7 +70,7 @@ def parse_source(script: str, text: str) -> Migration:
     """Build a Migration from its script path (relative, with ``/``) and its file text."""
     name = script.rsplit("/", 1)[-1]
     normalised = normalise_text(text)
-    digest = hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+    digest = checksum(normalised)
     versioned = _VERSIONED_NAME.match(name)
     if versioned:
         raw = versioned.group("version")
@@ -132,10 +132,19 @@ def _reject_duplicates(migrations: list[Migration]) -> None:
         return
     parts = []
     for group in clashes:
-        scripts = " and ".join(repr(m.script) for m in sorted(group, key=lambda m: m.script))
-        what = f"version {group[0].version}" if group[0].kind == VERSIONED else f"description {group[0].description!r}"
+        group = sorted(group, key=lambda m: m.script)
+        scripts = " and ".join(repr(m.script) for m in group)
+        if group[0].kind == VERSIONED:
+            what = f"version {'.'.join(str(part) for part in group[0].key)}"
+        else:
+            what = f"description {group[0].description!r}"
         parts.append(f"{scripts} share {what}")
-    raise SourceError("Duplicate migrations: " + "; ".join(parts) + ". Give each file its own version.")
+    raise SourceError(
+        "Duplicate migrations: "
+        + "; ".join(parts)
+        + ". Give each versioned file its own version, and each repeatable file its own "
+        "description."
+    )
 
 
 def read_directories(paths: list[str]) -> list[tuple[str, str]]:
