@@ -26,8 +26,9 @@ options:
   path:
     description:
       - Directory, or list of directories, searched recursively for C(*.sql) migration files.
-      - Relative paths are found as M(ansible.builtin.copy) finds its O(ansible.builtin.copy#module:src):
-        in the role's C(files/) directory, then next to the playbook.
+      - Relative paths are found as M(ansible.builtin.copy) finds its
+        O(ansible.builtin.copy#module:src), in the role's C(files/) directory, then next to the
+        playbook.
       - A file is named in results and messages by its path relative to the directory it was
         found in, for example C(views/V2__analytics_views.sql).
     type: list

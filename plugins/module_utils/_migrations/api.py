@@ -14,9 +14,9 @@ from typing import Any
 import psycopg2
 
 from .connection import ConnectionSettings, connect
+from .engine import RunOptions, RunResult, run
 from .errors import MigrationError
 from .execution import server_message
-from .engine import RunOptions, RunResult, run
 from .sources import Migration, load_sources, read_directories
 
 CONNECTION_OPTIONS = (

@@ -78,8 +78,7 @@ def connect(settings: ConnectionSettings) -> Any:
         except psycopg2.Error as error:
             connection.close()
             raise ConnectError(
-                f"Cannot switch to session_role {settings.session_role!r}: "
-                f"{_first_line(error)}"
+                f"Cannot switch to session_role {settings.session_role!r}: {_first_line(error)}"
             ) from None
     return connection
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .errors import ExecutionError, MigrationError
 from .execution import (
     NO_TRANSACTION_DIRECTIVE,
     PreparedMigration,
@@ -26,9 +27,8 @@ from .history import (
 )
 from .lock import migration_lock
 from .planner import Plan, make_plan
-from .errors import ExecutionError, MigrationError
-from .views import run_repeatable
 from .sources import REPEATABLE, VERSIONED, Migration, version_key
+from .views import run_repeatable
 
 CHECK_EXECUTE = "execute"
 CHECK_PLAN = "plan"

@@ -42,8 +42,15 @@ class LockTimeoutError(MigrationError):
 class ExecutionError(MigrationError):
     """A migration failed on the server; nothing of it was committed."""
 
-    def __init__(self, message: str, *, version: str | None, script: str, line: int | None,
-                 sqlstate: str | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        version: str | None,
+        script: str,
+        line: int | None,
+        sqlstate: str | None,
+    ) -> None:
         self.version = version
         self.script = script
         self.line = line

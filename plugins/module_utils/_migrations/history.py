@@ -75,9 +75,7 @@ class HistoryTable:
 
     def create(self, cursor: Any) -> None:
         """Create the schema when missing, then the table. Call while holding the lock."""
-        cursor.execute(
-            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (self.schema,)
-        )
+        cursor.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (self.schema,))
         if cursor.fetchone() is None:
             cursor.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
         cursor.execute(

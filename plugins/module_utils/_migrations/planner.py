@@ -33,9 +33,7 @@ def make_plan(sources: list[Migration], history: list[HistoryRow], target: str |
     applied_keys = {version_key(row.version) for row in applied if row.version}
     newest = max(applied_keys, default=None)
     current_version = _version_of(applied, newest)
-    pending_versioned = [
-        m for m in sources if m.kind == VERSIONED and m.key not in applied_keys
-    ]
+    pending_versioned = [m for m in sources if m.kind == VERSIONED and m.key not in applied_keys]
     _reject_out_of_order(pending_versioned, newest, current_version)
     pending_versioned = _apply_target(pending_versioned, target, newest, current_version)
     pending = pending_versioned + _pending_repeatables(sources, history)
@@ -67,9 +65,7 @@ def _check_applied_sources(sources: list[Migration], applied: list[HistoryRow]) 
     for row in applied:
         source = by_key.get(version_key(row.version or "0"))
         if source is None:
-            problems.append(
-                f"applied migration V{row.version} ({row.script}) has no file any more"
-            )
+            problems.append(f"applied migration V{row.version} ({row.script}) has no file any more")
         elif source.checksum != row.checksum:
             problems.append(
                 f"applied migration V{row.version} ({source.script}) was changed after it "
@@ -107,7 +103,9 @@ def _apply_target(
     try:
         target_key = version_key(target)
     except ValueError:
-        raise PlanError(f"Invalid target {target!r}: expected a version such as 3 or 1.2.") from None
+        raise PlanError(
+            f"Invalid target {target!r}: expected a version such as 3 or 1.2."
+        ) from None
     if newest is not None and target_key < newest:
         raise PlanError(
             f"Target {format_version(target)} is below the current version {current_version}; "
@@ -121,9 +119,7 @@ def _pending_repeatables(sources: list[Migration], history: list[HistoryRow]) ->
     for row in history:
         if row.version is None and row.success:
             latest[row.description] = row.checksum
-    return [
-        m for m in sources if m.kind == REPEATABLE and latest.get(m.description) != m.checksum
-    ]
+    return [m for m in sources if m.kind == REPEATABLE and latest.get(m.description) != m.checksum]
 
 
 def _version_of(applied: list[HistoryRow], key: tuple[int, ...] | None) -> str | None:

@@ -126,7 +126,9 @@ def scan(text: str, standard_conforming_strings: bool = True) -> ScanResult:
             if not _skip_dollar(cursor):
                 tag = _DOLLAR_TAG.match(text, cursor.pos)
                 name = tag.group(0) if tag else "$"
-                result.problems.append((line_of(cursor.pos), f"unterminated dollar-quoted string {name}"))
+                result.problems.append(
+                    (line_of(cursor.pos), f"unterminated dollar-quoted string {name}")
+                )
                 break
         elif _IDENT_START.match(char):
             cursor.mark()
@@ -313,8 +315,7 @@ def _meta_command_problem(command: str) -> str:
         )
     if command in ("\\i", "\\include", "\\ir", "\\include_relative"):
         return (
-            f"psql meta-command {command} is not SQL; make the included file a migration "
-            "of its own"
+            f"psql meta-command {command} is not SQL; make the included file a migration of its own"
         )
     return f"psql meta-command {command} is not SQL and only psql understands it; remove it"
 
@@ -338,7 +339,9 @@ def _check_statement(statement: Statement, result: ScanResult) -> None:
     )
 
 
-def _read_copy_data(cursor: _Cursor, statement: Statement, result: ScanResult, line_of: object) -> None:
+def _read_copy_data(
+    cursor: _Cursor, statement: Statement, result: ScanResult, line_of: object
+) -> None:
     """Take the inline rows after ``COPY ... FROM stdin;`` up to a line ``\\.``."""
     text = cursor.text
     line_end = text.find("\n", cursor.pos)

@@ -118,14 +118,19 @@ def load_sources(files: list[tuple[str, str]]) -> list[Migration]:
         raise SourceError(f"Invalid migration file name {names}: expected {NAME_PATTERNS}.")
     _reject_duplicates(migrations)
     versioned = sorted((m for m in migrations if m.kind == VERSIONED), key=lambda m: m.key)
-    repeatable = sorted((m for m in migrations if m.kind == REPEATABLE), key=lambda m: m.description)
+    repeatable = sorted(
+        (m for m in migrations if m.kind == REPEATABLE), key=lambda m: m.description
+    )
     return versioned + repeatable
 
 
 def _reject_duplicates(migrations: list[Migration]) -> None:
     groups: dict[tuple[object, ...], list[Migration]] = {}
     for migration in migrations:
-        identity = (migration.kind, migration.key if migration.kind == VERSIONED else migration.description)
+        identity = (
+            migration.kind,
+            migration.key if migration.kind == VERSIONED else migration.description,
+        )
         groups.setdefault(identity, []).append(migration)
     clashes = [group for group in groups.values() if len(group) > 1]
     if not clashes:

@@ -76,7 +76,9 @@ WHERE d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objoid = %s
   AND d.objsubid > 0
 """
 
-_INDEXES = "SELECT pg_catalog.pg_get_indexdef(indexrelid) FROM pg_catalog.pg_index WHERE indrelid = %s"
+_INDEXES = (
+    "SELECT pg_catalog.pg_get_indexdef(indexrelid) FROM pg_catalog.pg_index WHERE indrelid = %s"
+)
 
 
 @dataclass
@@ -170,7 +172,9 @@ def _save(cursor: Any, oid: int) -> SavedView:
     cursor.execute(_RELATION, (oid,))
     schema, name, kind, definition, populated, comment, owner = cursor.fetchone()
     cursor.execute(_GRANTS, (oid,))
-    grants = [(grantee, privilege, grantable) for grantee, privilege, grantable in cursor.fetchall()]
+    grants = [
+        (grantee, privilege, grantable) for grantee, privilege, grantable in cursor.fetchall()
+    ]
     cursor.execute(_COLUMN_COMMENTS, (oid,))
     column_comments = list(cursor.fetchall())
     indexes: list[str] = []
