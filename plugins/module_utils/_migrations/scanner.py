@@ -370,6 +370,8 @@ def needs_autocommit(statement: Statement, server_version: int) -> bool:
     head = words[0]
     if head == "VACUUM" or head == "ALTER" and words[1:2] == ["SYSTEM"]:
         return True
+    if head in ("COMMIT", "ROLLBACK") and words[1:2] == ["PREPARED"]:
+        return True
     if head in ("CREATE", "DROP") and _after_create(words)[:1] in (["DATABASE"], ["TABLESPACE"]):
         return True
     if head in ("CREATE", "DROP") and _after_create(words)[:2] == ["INDEX", "CONCURRENTLY"]:
