@@ -290,7 +290,7 @@ def _record(
         row_type = TYPE_REPEATABLE
     else:
         row_type = TYPE_SQL_NO_TRANSACTION if item.no_transaction else TYPE_SQL
-    parts = [sql.SQL("RESET ROLE")]
+    parts = [sql.SQL("RESET SESSION AUTHORIZATION; RESET ROLE")]
     if options.session_role:
         parts.append(sql.SQL("SET ROLE {}").format(sql.Identifier(options.session_role)))
     parts.append(history.insert_statement())
@@ -381,7 +381,8 @@ def _stays_message(migration: Migration, applied: list[dict[str, Any]], current:
     head = f"Nothing from {migration.label} was committed;"
     if applied:
         labels = ", ".join(_label(entry) for entry in applied)
-        return f"{head} {labels} applied in this run stay applied."
+        verb = "stays" if len(applied) == 1 else "stay"
+        return f"{head} {labels}, applied in this run, {verb} applied."
     if current is not None:
         return f"{head} the database stays at version {current}."
     return f"{head} no migration has been applied to this database."

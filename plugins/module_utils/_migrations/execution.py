@@ -57,8 +57,15 @@ def prepare(
 
 
 def session_reset(session_role: str | None) -> sql.Composable:
-    """Return SQL that undoes session settings and role changes left by a migration."""
-    parts: list[sql.Composable] = [sql.SQL("RESET ALL; RESET ROLE")]
+    """Return SQL that undoes session state left by a migration.
+
+    It resets settings, the session user and role, drops temporary tables and deallocates
+    prepared statements. DISCARD ALL would do more, but it cannot run inside a transaction
+    block, and it would release the migration lock.
+    """
+    parts: list[sql.Composable] = [
+        sql.SQL("RESET SESSION AUTHORIZATION; RESET ALL; RESET ROLE; DISCARD TEMP; DEALLOCATE ALL")
+    ]
     if session_role:
         parts.append(sql.SQL("SET ROLE {}").format(sql.Identifier(session_role)))
     return sql.SQL("; ").join(parts)
