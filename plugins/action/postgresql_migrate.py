@@ -36,6 +36,9 @@ class ActionModule(ActionBase):
         except MigrationError as error:
             return dict(result, failed=True, msg=str(error))
         args["path"] = directories
+        job_id = (task_vars or {}).get("awx_job_id") or (task_vars or {}).get("tower_job_id")
+        if job_id:
+            args["_job_id"] = str(job_id)
         args["_sources"] = [{"script": script, "content": text} for script, text in files]
         result.update(
             self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)

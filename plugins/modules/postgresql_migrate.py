@@ -68,6 +68,64 @@ options:
       - Seconds to wait for the migration lock held by another run before failing.
     type: int
     default: 300
+  lock_retries:
+    description:
+      - How many times to retry a migration that failed because O(lock_timeout) expired
+        (SQLSTATE 55P03). The migration rolls back before each retry, and each retry is a
+        warning naming the sessions that held the lock.
+      - In a migration marked C(-- dbops:no-transaction), only the statement that timed out
+        is retried.
+      - Check mode does not retry.
+    type: int
+    default: 3
+  lock_retry_delay:
+    description:
+      - Seconds to wait before the first retry after a lock timeout; the wait doubles with
+        each further retry.
+    type: float
+    default: 2
+  baseline_version:
+    description:
+      - Adopt a database that was migrated by hand, such as through a console. Every
+        versioned migration up to and including this version is recorded as applied, with
+        type C(BASELINE), without running its SQL; later versions are applied as usual.
+      - Applies only while the history table records no versioned migration. Once the
+        baseline is recorded the option has no further effect, so it can stay in the play.
+    type: str
+  baseline_verify:
+    description:
+      - Before recording a baseline, check that every table, view, materialized view,
+        index, type, sequence and schema that the baselined migrations create exists, and
+        fail naming the missing ones, so a half-migrated database is refused.
+    type: bool
+    default: false
+  allow_out_of_order:
+    description:
+      - Apply a pending migration whose version is below the current version, as when a
+        branch merged late, instead of failing. Each such migration is reported as a warning.
+    type: bool
+    default: false
+  ignore_missing_files:
+    description:
+      - Ignore applied migrations whose files are gone, instead of failing. Each is reported
+        as a warning.
+    type: bool
+    default: false
+  accept_checksums:
+    description:
+      - Versions of applied migrations whose changed files are accepted as they are now. The
+        history records the new checksum; no SQL runs. Each is reported as a warning.
+      - Use it after a harmless edit, such as a comment, to an applied migration.
+    type: list
+    elements: str
+    default: []
+  application_name:
+    description:
+      - The C(application_name) that identifies the run in C(pg_stat_activity) and in the
+        messages of other runs waiting for the lock.
+      - Defaults to C(dbops.migrations postgresql_migrate), followed by the AWX job id when
+        the job runs in AWX.
+    type: str
   check_strategy:
     description:
       - What check mode does with pending migrations.
@@ -184,6 +242,26 @@ history_table_created:
   returned: always
   type: bool
   sample: false
+baselined:
+  description:
+    - Versions recorded as applied by O(baseline_version) in this run (in check mode, that
+      would be).
+  returned: always
+  type: list
+  elements: str
+  sample: ["1", "2", "3"]
+accepted_checksums:
+  description: Versions whose new checksum O(accept_checksums) recorded in this run.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+resolved_failed:
+  description: Versions of failed migrations that O(resolve_failed) settled in this run.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 msg:
   description: One line saying what was applied, or would be, and the version now.
   returned: always
@@ -216,6 +294,15 @@ def argument_spec():
         lock_wait_timeout=dict(type="int", default=300),
         check_strategy=dict(type="str", default="execute", choices=["execute", "plan"]),
         resolve_failed=dict(type="str", choices=["retry", "mark_applied"]),
+        lock_retries=dict(type="int", default=3),
+        lock_retry_delay=dict(type="float", default=2),
+        baseline_version=dict(type="str"),
+        baseline_verify=dict(type="bool", default=False),
+        allow_out_of_order=dict(type="bool", default=False),
+        ignore_missing_files=dict(type="bool", default=False),
+        accept_checksums=dict(type="list", elements="str", default=[]),
+        application_name=dict(type="str"),
+        _job_id=dict(type="str"),
         hide_sql_in_diff=dict(type="bool", default=False),
         _sources=dict(type="list", elements="dict", no_log=False),
     )

@@ -307,13 +307,6 @@ ONE_TRANSACTION_FAILURES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ExecutionError,
-    reason="check mode runs all pending migrations in one transaction, so it fails (SQLSTATE "
-    "55P04 for the enum value, 55006 for the pending trigger events) where the real run, "
-    "with one transaction per migration, succeeds",
-)
 @pytest.mark.parametrize(
     "files", ONE_TRANSACTION_FAILURES.values(), ids=list(ONE_TRANSACTION_FAILURES)
 )
@@ -384,13 +377,6 @@ def test_no_transaction_set_check_writes_nothing(database: Database, tmp_path: P
     assert schema_objects(database) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="check mode downgrades every failure after a skipped no-transaction migration to a "
-    "warning, even a syntax error that cannot depend on it, so the check passes where the "
-    "real run fails",
-)
 def test_syntax_error_after_skip_fails_check(database: Database, tmp_path: Path) -> None:
     files = dict(NO_TRANSACTION_SET)
     files["V4__rename_items_name_index.sql"] = "ALTER TABLE items ADD COLUMN;\n"
@@ -512,12 +498,6 @@ def test_check_resolve_failed_keeps_record(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="in check mode the resolve_failed warning says the failed record was removed or "
-    "recorded as applied, but check mode leaves the history table unchanged",
-)
 @pytest.mark.parametrize(
     ("decision", "claim"),
     [("retry", "removed that record"), ("mark_applied", "recorded it as applied")],

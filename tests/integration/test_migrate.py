@@ -90,13 +90,16 @@ def test_shipped_sql_result(database: Database) -> None:
     result = migrate(migrate_params(database, SHIPPED_SQL), warnings)
 
     assert sorted(result) == [
+        "accepted_checksums",
         "applied",
+        "baselined",
         "changed",
         "current_version",
         "history_table",
         "history_table_created",
         "msg",
         "pending",
+        "resolved_failed",
     ]
     assert result["changed"] is True
     assert result["msg"] == "Applied 3 migrations (V1, V2, V3); the database is at version 3."

@@ -8,6 +8,7 @@ tested without Ansible.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,19 @@ CONNECTION_OPTIONS = (
     "ssl_key",
     "session_role",
 )
+
+
+def application_name(params: dict[str, Any], module: str) -> str:
+    """Return the application_name that identifies this run in pg_stat_activity.
+
+    It names the collection and module, and the AWX job when the action plugin passed one
+    (from the ``awx_job_id`` variable) or AWX set ``JOB_ID`` in the environment.
+    """
+    name = params.get("application_name") or f"dbops.migrations {module}"
+    job = params.get("_job_id") or os.environ.get("JOB_ID")
+    if job:
+        name = f"{name} awx job {job}"
+    return name[:63]
 
 
 def connection_settings(params: dict[str, Any], application: str) -> ConnectionSettings:
@@ -71,10 +85,18 @@ def migrate(
         check_strategy=params.get("check_strategy") or "execute",
         session_role=params.get("session_role"),
         resolve_failed=params.get("resolve_failed"),
+        lock_retries=int(params.get("lock_retries", 3)),
+        lock_retry_delay_seconds=float(params.get("lock_retry_delay", 2)),
+        baseline_version=params.get("baseline_version"),
+        baseline_verify=bool(params.get("baseline_verify")),
+        allow_out_of_order=bool(params.get("allow_out_of_order")),
+        ignore_missing_files=bool(params.get("ignore_missing_files")),
+        accept_checksums=list(params.get("accept_checksums") or []),
     )
-    connection = connect(connection_settings(params, "dbops.migrations postgresql_migrate"))
+    settings = connection_settings(params, application_name(params, "postgresql_migrate"))
+    connection = connect(settings)
     try:
-        outcome = run(connection, sources, options)
+        outcome = run(connection, sources, options, reconnect=lambda: connect(settings))
     except psycopg2.Error as error:
         raise MigrationError(f"PostgreSQL error: {server_message(error)}") from None
     finally:
@@ -97,6 +119,9 @@ def task_result(outcome: RunResult, check_mode: bool, strategy: str) -> dict[str
         "current_version": outcome.current_version,
         "history_table": outcome.history_table,
         "history_table_created": outcome.history_table_created,
+        "baselined": outcome.baselined,
+        "accepted_checksums": outcome.accepted_checksums,
+        "resolved_failed": outcome.resolved_failed,
     }
 
 

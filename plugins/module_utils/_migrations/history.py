@@ -16,6 +16,7 @@ from psycopg2 import sql
 TYPE_SQL = "SQL"
 TYPE_SQL_NO_TRANSACTION = "SQL_NO_TRANSACTION"
 TYPE_REPEATABLE = "SQL_REPEATABLE"
+TYPE_BASELINE = "BASELINE"
 
 _COLUMNS = (
     "installed_rank",
@@ -124,6 +125,14 @@ class HistoryTable:
                 ).format(table=self.identifier),
                 (json.dumps(checksums), rank),
             )
+
+    def update_checksum(self, cursor: Any, rank: int, checksum: str) -> None:
+        cursor.execute(
+            sql.SQL("UPDATE {table} SET checksum = %s WHERE installed_rank = %s").format(
+                table=self.identifier
+            ),
+            (checksum, rank),
+        )
 
     def insert_statement(self) -> sql.Composed:
         """Return the INSERT for one row; its parameters are those of ``insert_parameters``.

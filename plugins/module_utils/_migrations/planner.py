@@ -4,11 +4,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import PlanError
 from .history import HistoryRow
 from .sources import REPEATABLE, VERSIONED, Migration, format_version, version_key
+
+
+@dataclass
+class DriftPolicy:
+    """Which differences between files and history a run accepts; each is off by default."""
+
+    allow_out_of_order: bool = False
+    ignore_missing_files: bool = False
+    accept_checksums: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -18,23 +27,36 @@ class Plan:
     pending: list[Migration]
     applied_versions: list[str]
     current_version: str | None
+    notes: list[str] = field(default_factory=list)
+    accepted: list[tuple[HistoryRow, Migration]] = field(default_factory=list)
 
 
-def make_plan(sources: list[Migration], history: list[HistoryRow], target: str | None) -> Plan:
+def make_plan(
+    sources: list[Migration],
+    history: list[HistoryRow],
+    target: str | None,
+    policy: DriftPolicy | None = None,
+) -> Plan:
     """Return the pending migrations, or raise PlanError before anything runs.
 
     Raises on a failed migration left in the history, an applied migration whose file is
     gone or whose checksum changed, a pending migration older than the newest applied one,
-    and a target below the current version.
+    and a target below the current version, unless ``policy`` accepts that difference;
+    each accepted difference is described in ``Plan.notes``.
     """
+    policy = policy or DriftPolicy()
     _reject_failed(history)
     applied = [row for row in history if row.success and row.version is not None]
-    _check_applied_sources(sources, applied)
+    notes: list[str] = []
+    accepted = _check_applied_sources(sources, applied, policy, notes)
     applied_keys = {version_key(row.version) for row in applied if row.version}
     newest = max(applied_keys, default=None)
     current_version = _version_of(applied, newest)
     pending_versioned = [m for m in sources if m.kind == VERSIONED and m.key not in applied_keys]
-    _reject_out_of_order(pending_versioned, newest, current_version)
+    if policy.allow_out_of_order:
+        _note_out_of_order(pending_versioned, newest, current_version, notes)
+    else:
+        _reject_out_of_order(pending_versioned, newest, current_version)
     pending_versioned = _apply_target(pending_versioned, target, newest, current_version)
     pending = pending_versioned + _pending_repeatables(sources, history)
     versions = [row.version for row in sorted(applied, key=lambda r: version_key(r.version or "0"))]
@@ -42,6 +64,8 @@ def make_plan(sources: list[Migration], history: list[HistoryRow], target: str |
         pending=pending,
         applied_versions=[v for v in versions if v is not None],
         current_version=current_version,
+        notes=notes,
+        accepted=accepted,
     )
 
 
@@ -59,13 +83,30 @@ def _reject_failed(history: list[HistoryRow]) -> None:
     )
 
 
-def _check_applied_sources(sources: list[Migration], applied: list[HistoryRow]) -> None:
+def _check_applied_sources(
+    sources: list[Migration], applied: list[HistoryRow], policy: DriftPolicy, notes: list[str]
+) -> list[tuple[HistoryRow, Migration]]:
     by_key = {m.key: m for m in sources if m.kind == VERSIONED}
+    accept = {version_key(version) for version in policy.accept_checksums}
+    accepted: list[tuple[HistoryRow, Migration]] = []
     problems = []
     for row in applied:
-        source = by_key.get(version_key(row.version or "0"))
-        if source is None:
+        key = version_key(row.version or "0")
+        source = by_key.get(key)
+        if source is None and policy.ignore_missing_files:
+            notes.append(
+                f"Applied migration V{row.version} ({row.script}) has no file any more; "
+                "ignored because ignore_missing_files is set."
+            )
+        elif source is None:
             problems.append(f"applied migration V{row.version} ({row.script}) has no file any more")
+        elif source.checksum != row.checksum and key in accept:
+            accepted.append((row, source))
+            notes.append(
+                f"Applied migration V{row.version} ({source.script}) changed after it was "
+                f"applied; accept_checksums records checksum {source.checksum} in place of "
+                f"{row.checksum}. No SQL of V{row.version} ran."
+            )
         elif source.checksum != row.checksum:
             problems.append(
                 f"applied migration V{row.version} ({source.script}) was changed after it "
@@ -76,6 +117,7 @@ def _check_applied_sources(sources: list[Migration], applied: list[HistoryRow]) 
             "Migration files do not match the history table: " + "; ".join(problems) + ". "
             "Restore the applied files as they were, and put changes in a new migration."
         )
+    return accepted
 
 
 def _reject_out_of_order(
@@ -90,6 +132,21 @@ def _reject_out_of_order(
             f"Pending migration {names} is older than the current version {current_version}. "
             "Give it a version above the current one."
         )
+
+
+def _note_out_of_order(
+    pending: list[Migration],
+    newest: tuple[int, ...] | None,
+    current_version: str | None,
+    notes: list[str],
+) -> None:
+    for migration in pending:
+        if newest is not None and migration.key < newest:
+            notes.append(
+                f"Pending migration V{migration.version} ({migration.script}) is older than "
+                f"the current version {current_version}; applied anyway because "
+                "allow_out_of_order is set."
+            )
 
 
 def _apply_target(

@@ -1,0 +1,183 @@
+# Copyright: dbops.migrations contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""History changes a user asks for: baselines, failed migrations resolved, checksums accepted.
+
+Each one rewrites history rows without running migration SQL, is reported as a warning,
+and in check mode changes only the rows the run plans on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import PlanError
+from .history import TYPE_BASELINE, HistoryRow, insert_parameters
+from .planner import Plan
+from .scanner import scan
+from .sources import VERSIONED, Migration, format_version, version_key
+from .steps import RESOLVE_RETRY, RunContext
+
+_CREATED_OBJECT = re.compile(
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:UNLOGGED\s+)?(?:UNIQUE\s+)?"
+    r"(?P<kind>TABLE|MATERIALIZED\s+VIEW|VIEW|INDEX|TYPE|SEQUENCE|SCHEMA)\s+"
+    r"(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?"
+    r'(?P<name>(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)(?:\s*\.\s*(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*))?)',
+    re.IGNORECASE,
+)
+
+
+def resolve_failed(
+    context: RunContext, rows: list[HistoryRow], sources: list[Migration]
+) -> list[HistoryRow]:
+    """Settle migrations recorded as failed as ``resolve_failed`` says; return rows to plan on.
+
+    ``retry`` deletes the failed rows so the migrations run again; ``mark_applied`` records
+    them as applied with the current file's checksum, running no SQL.
+    """
+    failed = [row for row in rows if not row.success]
+    decision = context.options.resolve_failed
+    if not failed or not decision:
+        return rows
+    checksums = {m.script: m.checksum for m in sources}
+    labels = ", ".join(f"V{row.version}" if row.version else row.script for row in failed)
+    check = context.options.check_mode
+    if not check:
+        with context.connection.cursor() as cursor:
+            context.history.resolve_failed(
+                cursor, [r.installed_rank for r in failed], decision, checksums
+            )
+    if decision == RESOLVE_RETRY:
+        done = "would remove" if check else "removed"
+        context.warnings.append(
+            f"{labels} was recorded as failed; resolve_failed=retry {done} that record, so it "
+            "runs again from its first statement."
+        )
+        return [row for row in rows if row.success]
+    done = "would record" if check else "recorded"
+    context.warnings.append(
+        f"{labels} was recorded as failed; resolve_failed=mark_applied {done} it as applied. "
+        "No SQL of it ran."
+    )
+    return [
+        row
+        if row.success
+        else replace(row, success=True, checksum=checksums.get(row.script, row.checksum))
+        for row in rows
+    ]
+
+
+def accept_checksums(context: RunContext, plan: Plan) -> list[str]:
+    """Record the current checksum of each applied migration the plan accepted; return versions."""
+    if plan.accepted and not context.options.check_mode:
+        with context.connection.cursor() as cursor:
+            for row, source in plan.accepted:
+                context.history.update_checksum(cursor, row.installed_rank, source.checksum)
+    context.warnings.extend(plan.notes)
+    return [source.version for _, source in plan.accepted if source.version]
+
+
+def baseline(
+    context: RunContext, rows: list[HistoryRow], sources: list[Migration]
+) -> tuple[list[HistoryRow], list[str]]:
+    """Mark every migration up to ``baseline_version`` as applied without running it.
+
+    Applies only to a history with no versioned migration yet. With ``baseline_verify``,
+    every table, view, index, type, sequence and schema that the baselined files create must
+    exist first, so a half-migrated database is refused. Returns the rows to plan on and the
+    baselined versions.
+    """
+    options = context.options
+    target = version_key(options.baseline_version or "0")
+    versioned = [row for row in rows if row.version is not None and row.success]
+    covered = [m for m in sources if m.kind == VERSIONED and m.key <= target]
+    if versioned:
+        recorded = {version_key(row.version or "0") for row in versioned}
+        if all(m.key in recorded for m in covered):
+            return rows, []
+        raise PlanError(
+            f"baseline_version {format_version(options.baseline_version or '0')} applies only to "
+            "a database whose history has no versioned migration, and "
+            f"{context.history.qualified_name} already records some. Remove baseline_version."
+        )
+    if not covered:
+        raise PlanError(
+            f"baseline_version {format_version(options.baseline_version or '0')} matches no "
+            "migration file: no versioned file has that version or a lower one."
+        )
+    if options.baseline_verify:
+        _verify_objects(context, covered)
+    if not options.check_mode:
+        _insert_baseline(context, covered)
+    versions = [m.version for m in covered if m.version]
+    context.warnings.append(
+        f"Baselined {', '.join('V' + v for v in versions)}: recorded as applied without running "
+        "their SQL, as baseline_version asks."
+    )
+    now = datetime.now(UTC)
+    baselined = [
+        HistoryRow(
+            0, m.version, m.description, TYPE_BASELINE, m.script, m.checksum, "", now, 0, True
+        )
+        for m in covered
+    ]
+    return rows + baselined, versions
+
+
+def _verify_objects(context: RunContext, covered: list[Migration]) -> None:
+    missing: list[str] = []
+    with context.connection.cursor() as cursor:
+        for migration in covered:
+            for kind, name in _created_objects(migration):
+                if not _exists(cursor, kind, name):
+                    missing.append(f"V{migration.version} {kind.lower()} {name}")
+    if missing:
+        raise PlanError(
+            "baseline_verify found objects missing that the baselined migrations create: "
+            + ", ".join(missing)
+            + ". The database looks partly migrated; finish or repair it before baselining."
+        )
+
+
+def _created_objects(migration: Migration) -> list[tuple[str, str]]:
+    objects = []
+    for statement in scan(migration.text).statements:
+        match = _CREATED_OBJECT.match(statement.text)
+        if match:
+            kind = " ".join(match.group("kind").upper().split())
+            objects.append((kind, match.group("name")))
+    return objects
+
+
+def _exists(cursor: Any, kind: str, name: str) -> bool:
+    if kind == "SCHEMA":
+        cursor.execute(
+            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s",
+            (name.strip('"').replace('""', '"'),),
+        )
+        return cursor.fetchone() is not None
+    if kind == "TYPE":
+        cursor.execute("SELECT pg_catalog.to_regtype(%s) IS NOT NULL", (name,))
+    else:
+        cursor.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (name,))
+    return bool(cursor.fetchone()[0])
+
+
+def _insert_baseline(context: RunContext, covered: list[Migration]) -> None:
+    statement = context.history.insert_statement()
+    with context.connection.cursor() as cursor:
+        cursor.execute("BEGIN")
+        try:
+            for m in covered:
+                cursor.execute(
+                    statement,
+                    insert_parameters(
+                        m.version, m.description, TYPE_BASELINE, m.script, m.checksum, 0, True
+                    ),
+                )
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise

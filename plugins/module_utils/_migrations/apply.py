@@ -1,0 +1,196 @@
+# Copyright: dbops.migrations contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Apply pending migrations: one transaction each, or statement by statement when marked."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from psycopg2 import sql
+
+from .errors import ExecutionError
+from .execution import PreparedMigration, run_statements, session_reset, timeouts
+from .sources import Migration
+from .steps import (
+    RunContext,
+    check_backend,
+    label,
+    record_statement,
+    report,
+    rollback,
+    run_migration_sql,
+    with_note,
+)
+
+LOCK_NOT_AVAILABLE = "55P03"
+QUERY_CANCELED = "57014"
+
+
+def apply_all(
+    context: RunContext, prepared: list[PreparedMigration], current_version: str | None
+) -> list[dict[str, Any]]:
+    """Apply each prepared migration in order; return the reports of those applied."""
+    applied: list[dict[str, Any]] = []
+    for item in prepared:
+        stays = stays_message(item.migration, applied, current_version)
+        if item.no_transaction:
+            elapsed = _apply_without_transaction(context, item)
+        else:
+            elapsed = with_lock_retries(
+                context,
+                item,
+                lambda item=item, stays=stays: _apply_in_transaction(context, item, stays),
+            )
+        applied.append(report(item.migration, elapsed, verified=True))
+    return applied
+
+
+def with_lock_retries(
+    context: RunContext, item: PreparedMigration, attempt: Callable[[], int]
+) -> int:
+    """Call ``attempt``, retrying with backoff while it fails on lock_timeout (55P03).
+
+    Each retry is a warning, and the final failure names the sessions that held the lock.
+    """
+    options = context.options
+    delay = options.lock_retry_delay_seconds
+    retries = max(0, options.lock_retries)
+    for number in range(1, retries + 2):
+        context.watch.reset()
+        try:
+            return attempt()
+        except ExecutionError as error:
+            if error.sqlstate == QUERY_CANCELED:
+                raise _explain_cancel(error, context) from None
+            if error.sqlstate != LOCK_NOT_AVAILABLE:
+                raise
+            blockers = context.watch.describe()
+            if number > retries:
+                raise with_note(
+                    error,
+                    f"The wait exceeded lock_timeout {options.lock_timeout} (the lock_timeout "
+                    f"option) and was {blockers}; gave up after {retries} retries.",
+                ) from None
+            context.warnings.append(
+                f"{item.migration.label} ({item.migration.script}) waited longer than "
+                f"lock_timeout {options.lock_timeout} for a lock, {blockers}; retry {number} "
+                f"of {retries} in {delay:g} s."
+            )
+            (context.sleep or time.sleep)(delay)
+            delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _explain_cancel(error: ExecutionError, context: RunContext) -> ExecutionError:
+    if "statement timeout" not in str(error):
+        return error
+    value = context.options.statement_timeout
+    return with_note(
+        error,
+        f"statement_timeout was {value}, set for each migration by the module's "
+        "statement_timeout option, which overrides the role's and the database's setting.",
+    )
+
+
+def _apply_in_transaction(context: RunContext, item: PreparedMigration, stays: str) -> int:
+    """Run one migration and its history row in one transaction; commit or roll back both."""
+    options = context.options
+    begin = sql.SQL("BEGIN; {reset}; {timeouts}; SELECT pg_catalog.pg_backend_pid()").format(
+        reset=session_reset(options.session_role),
+        timeouts=timeouts(options.lock_timeout, options.statement_timeout, local=True),
+    )
+    with context.connection.cursor() as cursor:
+        try:
+            cursor.execute(begin)
+            check_backend(context, cursor.fetchone()[0])
+            elapsed = run_migration_sql(cursor, item, stays)
+            cursor.execute(*record_statement(context.history, item, elapsed, options, commit=True))
+        except BaseException:
+            rollback(context.connection)
+            raise
+    return elapsed
+
+
+def _apply_without_transaction(context: RunContext, item: PreparedMigration) -> int:
+    """Run each statement in autocommit, then write the history row.
+
+    A failure part-way leaves the statements before it committed, so the migration is
+    recorded as failed and later runs stop until ``resolve_failed`` settles it. A statement
+    that times out waiting for a lock is retried on its own.
+    """
+    options = context.options
+    migration = item.migration
+    setup = sql.SQL("{reset}; {timeouts}; SELECT pg_catalog.pg_backend_pid()").format(
+        reset=session_reset(options.session_role),
+        timeouts=timeouts(options.lock_timeout, options.statement_timeout, local=False),
+    )
+    stays = (
+        f"Statements of {migration.label} before that line stay committed, and "
+        f"{migration.label} is recorded as failed: repair the database, then run again with "
+        "resolve_failed set to retry or mark_applied."
+    )
+    with context.connection.cursor() as cursor:
+        cursor.execute(setup)
+        check_backend(context, cursor.fetchone()[0])
+        invalid_before = _invalid_indexes(cursor)
+        elapsed = 0
+        try:
+            for statement in item.statements:
+                single = PreparedMigration(migration, [statement], no_transaction=True)
+                elapsed += with_lock_retries(
+                    context, item, lambda single=single: run_statements(cursor, single, stays)
+                )
+        except ExecutionError as error:
+            cursor.execute(
+                *record_statement(context.history, item, 0, options, commit=False, success=False)
+            )
+            left = _invalid_indexes(cursor) - invalid_before
+            raise with_note(error, _invalid_index_note(left)) if left else error from None
+        left = _invalid_indexes(cursor) - invalid_before
+        success = not left
+        cursor.execute(
+            *record_statement(
+                context.history, item, elapsed, options, commit=False, success=success
+            )
+        )
+    if left:
+        raise ExecutionError(
+            f"Migration {migration.label} ({migration.script}) finished, but "
+            f"{_invalid_index_note(left)} {migration.label} is recorded as failed.",
+            version=migration.version,
+            script=migration.script,
+            line=None,
+            sqlstate=None,
+        )
+    return elapsed
+
+
+def _invalid_indexes(cursor: Any) -> set[str]:
+    """Return the invalid indexes of the database, as left by a failed concurrent build."""
+    cursor.execute(
+        "SELECT i.indexrelid::pg_catalog.regclass::text FROM pg_catalog.pg_index i"
+        " WHERE NOT i.indisvalid"
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
+def _invalid_index_note(names: set[str]) -> str:
+    listed = ", ".join(sorted(names))
+    return (
+        f"The concurrent index build left invalid index {listed} (pg_index.indisvalid is "
+        "false): drop it with DROP INDEX CONCURRENTLY before running again."
+    )
+
+
+def stays_message(migration: Migration, applied: list[dict[str, Any]], current: str | None) -> str:
+    """Say what stays applied when ``migration`` fails and rolls back."""
+    head = f"Nothing from {migration.label} was committed;"
+    if applied:
+        labels = ", ".join(label(entry) for entry in applied)
+        verb = "stays" if len(applied) == 1 else "stay"
+        return f"{head} {labels}, applied in this run, {verb} applied."
+    if current is not None:
+        return f"{head} the database stays at version {current}."
+    return f"{head} no migration has been applied to this database."

@@ -1,0 +1,94 @@
+# Copyright: dbops.migrations contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Check mode: run the pending migrations in one transaction that is always rolled back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg2 import sql
+
+from .errors import ExecutionError
+from .execution import NO_TRANSACTION_DIRECTIVE, PreparedMigration, session_reset, timeouts
+from .steps import CHECK_PLAN, RunContext, check_backend, report, rollback, run_migration_sql
+
+NOTHING_WRITTEN = "Check mode: nothing was written, and the database is unchanged."
+
+# Errors that a migration can raise because an earlier, unexecuted no-transaction migration
+# would have created an object or changed data it relies on: undefined objects (42P01,
+# 42703, 42704, 42883, 3F000), integrity violations (class 23) and object states (class 55).
+_MAY_DEPEND_ON_SKIPPED = ("42P01", "42703", "42704", "42883", "3F000", "23", "55")
+
+# Errors a real run does not raise, because it commits each migration before the next:
+# a new enum value used in the transaction that added it (55P04), and ALTER TABLE on a
+# table with pending deferred trigger events (55006).
+_SHARED_TRANSACTION_ONLY = ("55P04", "55006")
+
+
+def verify_all(context: RunContext, prepared: list[PreparedMigration]) -> list[dict[str, Any]]:
+    """Verify each prepared migration; return reports marked verified or not."""
+    if context.options.check_strategy == CHECK_PLAN:
+        return [report(p.migration, 0, verified=False) for p in prepared]
+    reports: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    with context.connection.cursor() as cursor:
+        try:
+            cursor.execute("BEGIN; SELECT pg_catalog.pg_backend_pid()")
+            check_backend(context, cursor.fetchone()[0])
+            for item in prepared:
+                reports.append(_verify_one(context, cursor, item, skipped, bool(reports)))
+        finally:
+            rollback(context.connection)
+    return reports
+
+
+def _verify_one(
+    context: RunContext,
+    cursor: Any,
+    item: PreparedMigration,
+    skipped: list[str],
+    after_others: bool,
+) -> dict[str, Any]:
+    options = context.options
+    label = item.migration.label
+    if item.no_transaction:
+        skipped.append(label)
+        context.warnings.append(
+            f"{label} ({item.migration.script}) is marked {NO_TRANSACTION_DIRECTIVE} and "
+            "cannot run inside the check transaction, so check mode did not execute it."
+        )
+        return report(item.migration, 0, verified=False)
+    cursor.execute(
+        sql.SQL("{reset}; {timeouts}; SAVEPOINT dbops_check").format(
+            reset=session_reset(options.session_role),
+            timeouts=timeouts(options.lock_timeout, options.statement_timeout, local=True),
+        )
+    )
+    try:
+        elapsed = run_migration_sql(cursor, item, NOTHING_WRITTEN)
+    except ExecutionError as error:
+        reason = _unverifiable_reason(error, skipped, after_others)
+        if reason is None:
+            raise
+        cursor.execute("ROLLBACK TO SAVEPOINT dbops_check")
+        skipped.append(label)
+        context.warnings.append(f"{label} could not be verified, {reason}: {error}")
+        return report(item.migration, 0, verified=False)
+    return report(item.migration, elapsed, verified=True)
+
+
+def _unverifiable_reason(
+    error: ExecutionError, skipped: list[str], after_others: bool
+) -> str | None:
+    """Return why a check failure may not predict the real run, or None when it does."""
+    sqlstate = error.sqlstate or ""
+    if after_others and sqlstate in _SHARED_TRANSACTION_ONLY:
+        return (
+            "because check mode runs the pending migrations in one transaction, while a real "
+            "run commits each migration before the next"
+        )
+    if skipped and sqlstate.startswith(_MAY_DEPEND_ON_SKIPPED):
+        return (
+            f"possibly because it depends on {', '.join(skipped)}, which check mode did not execute"
+        )
+    return None
