@@ -19,6 +19,7 @@ from .engine import RunOptions, RunResult, run
 from .errors import MigrationError
 from .execution import server_message
 from .sources import Migration, load_sources, read_directories
+from .steps import label
 
 CONNECTION_OPTIONS = (
     "login_host",
@@ -127,7 +128,7 @@ def task_result(outcome: RunResult, check_mode: bool, strategy: str) -> dict[str
 
 def summary(outcome: RunResult, check_mode: bool, strategy: str) -> str:
     """Return the one-line message of a run."""
-    labels = ", ".join(_label(entry) for entry in outcome.applied)
+    labels = ", ".join(label(entry) for entry in outcome.applied)
     at = _version_phrase(outcome.current_version)
     count = len(outcome.applied)
     noun = "migration" if count == 1 else "migrations"
@@ -147,12 +148,6 @@ def _version_phrase(version: str | None) -> str:
     if version is None:
         return "the database has no versioned migration applied"
     return f"the database is at version {version}"
-
-
-def _label(entry: dict[str, Any]) -> str:
-    if entry["version"] is not None:
-        return f"V{entry['version']}"
-    return f"R__{entry['description']}"
 
 
 def make_diff(outcome: RunResult, hide_sql: bool) -> list[dict[str, str]]:

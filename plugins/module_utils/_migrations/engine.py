@@ -24,6 +24,7 @@ from .steps import (
     RESOLVE_RETRY,
     RunContext,
     RunOptions,
+    describe,
 )
 from .verify import verify_all
 
@@ -159,7 +160,7 @@ def _result(
     planned = {m.script for m in plan.pending}
     applied_keys = {version_key(v) for v in plan.applied_versions}
     remaining = [
-        _pending_entry(m)
+        describe(m)
         for m in sources
         if m.kind == VERSIONED and m.script not in planned and m.key not in applied_keys
     ]
@@ -176,13 +177,3 @@ def _result(
         migrations=plan.pending,
         warnings=warnings,
     )
-
-
-def _pending_entry(migration: Migration) -> dict[str, Any]:
-    return {
-        "version": migration.version,
-        "description": migration.description,
-        "type": migration.kind,
-        "script": migration.script,
-        "checksum": migration.checksum,
-    }

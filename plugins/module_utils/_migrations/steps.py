@@ -136,17 +136,20 @@ def rollback(connection: Any) -> None:
         return
 
 
-def report(migration: Migration, elapsed: int, *, verified: bool) -> dict[str, Any]:
-    """Return one entry of the result's ``applied`` list."""
+def describe(migration: Migration) -> dict[str, Any]:
+    """Return one entry of the result's ``pending`` list."""
     return {
         "version": migration.version,
         "description": migration.description,
         "type": migration.kind,
         "script": migration.script,
         "checksum": migration.checksum,
-        "execution_time_ms": elapsed,
-        "verified": verified,
     }
+
+
+def report(migration: Migration, elapsed: int, *, verified: bool) -> dict[str, Any]:
+    """Return one entry of the result's ``applied`` list."""
+    return {**describe(migration), "execution_time_ms": elapsed, "verified": verified}
 
 
 def label(entry: dict[str, Any]) -> str:
