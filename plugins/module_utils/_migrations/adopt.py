@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import PlanError
 from .history import TYPE_BASELINE, HistoryRow, insert_parameters
-from .planner import Plan
+from .planner import Plan, option_version_key
 from .scanner import scan
 from .sources import VERSIONED, Migration, format_version, version_key
 from .steps import RESOLVE_RETRY, RunContext
@@ -76,6 +76,13 @@ def accept_checksums(context: RunContext, plan: Plan) -> list[str]:
             for row, source in plan.accepted:
                 context.history.update_checksum(cursor, row.installed_rank, source.checksum)
     context.warnings.extend(plan.notes)
+    done = "would record" if context.options.check_mode else "records"
+    for row, source in plan.accepted:
+        context.warnings.append(
+            f"Applied migration V{row.version} ({source.script}) changed after it was applied; "
+            f"accept_checksums {done} checksum {source.checksum} in place of {row.checksum}. "
+            f"No SQL of V{row.version} ran."
+        )
     return [source.version for _, source in plan.accepted if source.version]
 
 
@@ -90,7 +97,7 @@ def baseline(
     baselined versions.
     """
     options = context.options
-    target = version_key(options.baseline_version or "0")
+    target = option_version_key(options.baseline_version or "0", "baseline_version")
     versioned = [row for row in rows if row.version is not None and row.success]
     covered = [m for m in sources if m.kind == VERSIONED and m.key <= target]
     if versioned:
@@ -112,10 +119,17 @@ def baseline(
     if not options.check_mode:
         _insert_baseline(context, covered)
     versions = [m.version for m in covered if m.version]
-    context.warnings.append(
-        f"Baselined {', '.join('V' + v for v in versions)}: recorded as applied without running "
-        "their SQL, as baseline_version asks."
-    )
+    listed = ", ".join("V" + v for v in versions)
+    if options.check_mode:
+        context.warnings.append(
+            f"Would baseline {listed}: a real run would record them as applied without running "
+            "their SQL, as baseline_version asks."
+        )
+    else:
+        context.warnings.append(
+            f"Baselined {listed}: recorded as applied without running their SQL, as "
+            "baseline_version asks."
+        )
     now = datetime.now(UTC)
     baselined = [
         HistoryRow(

@@ -87,7 +87,9 @@ def _check_applied_sources(
     sources: list[Migration], applied: list[HistoryRow], policy: DriftPolicy, notes: list[str]
 ) -> list[tuple[HistoryRow, Migration]]:
     by_key = {m.key: m for m in sources if m.kind == VERSIONED}
-    accept = {version_key(version) for version in policy.accept_checksums}
+    accept = {
+        option_version_key(version, "accept_checksums") for version in policy.accept_checksums
+    }
     accepted: list[tuple[HistoryRow, Migration]] = []
     problems = []
     for row in applied:
@@ -102,11 +104,6 @@ def _check_applied_sources(
             problems.append(f"applied migration V{row.version} ({row.script}) has no file any more")
         elif source.checksum != row.checksum and key in accept:
             accepted.append((row, source))
-            notes.append(
-                f"Applied migration V{row.version} ({source.script}) changed after it was "
-                f"applied; accept_checksums records checksum {source.checksum} in place of "
-                f"{row.checksum}. No SQL of V{row.version} ran."
-            )
         elif source.checksum != row.checksum:
             problems.append(
                 f"applied migration V{row.version} ({source.script}) was changed after it "
@@ -157,12 +154,7 @@ def _apply_target(
 ) -> list[Migration]:
     if target is None:
         return pending
-    try:
-        target_key = version_key(target)
-    except ValueError:
-        raise PlanError(
-            f"Invalid target {target!r}: expected a version such as 3 or 1.2."
-        ) from None
+    target_key = option_version_key(target, "target")
     if newest is not None and target_key < newest:
         raise PlanError(
             f"Target {format_version(target)} is below the current version {current_version}; "
@@ -177,6 +169,16 @@ def _pending_repeatables(sources: list[Migration], history: list[HistoryRow]) ->
         if row.version is None and row.success:
             latest[row.description] = row.checksum
     return [m for m in sources if m.kind == REPEATABLE and latest.get(m.description) != m.checksum]
+
+
+def option_version_key(version: str, option: str) -> tuple[int, ...]:
+    """Return the sort key of a version given in an option; raise PlanError when invalid."""
+    try:
+        return version_key(version)
+    except ValueError:
+        raise PlanError(
+            f"Invalid {option} {version!r}: expected a version such as 3 or 1.2."
+        ) from None
 
 
 def _version_of(applied: list[HistoryRow], key: tuple[int, ...] | None) -> str | None:

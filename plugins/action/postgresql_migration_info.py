@@ -1,0 +1,33 @@
+# Copyright: dbops.migrations contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read migration files where the playbook runs, when ``path`` is set, and pass their text to
+postgresql_migration_info."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.dbops.migrations.plugins.plugin_utils.migration_files import (
+    with_job_id,
+    with_migration_files,
+)
+
+MODULE = "dbops.migrations.postgresql_migration_info"
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = with_job_id(self._task.args, task_vars)
+        if args.get("path"):
+            try:
+                args = with_migration_files(self, args)
+            except AnsibleActionFail as error:
+                return dict(result, failed=True, msg=error.message)
+        result.update(
+            self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+        )
+        return result
