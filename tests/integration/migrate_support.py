@@ -119,7 +119,16 @@ def text_sha256(text: str) -> str:
 def history_rows(
     database: Database, schema: str = "public", table: str = "schema_migrations"
 ) -> list[dict[str, Any]]:
-    """Return every row of a history table as a dict of HISTORY_COLUMNS, by installed_rank."""
+    """Return every row of a history table as a dict of HISTORY_COLUMNS, by installed_rank.
+
+    A history table that does not exist has no rows.
+    """
+    exists = database.query(
+        "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = %s",
+        (schema, table),
+    )
+    if not exists:
+        return []
     query = sql.SQL("SELECT {columns} FROM {table} ORDER BY installed_rank").format(
         columns=sql.SQL(", ").join(sql.Identifier(column) for column in HISTORY_COLUMNS),
         table=sql.Identifier(schema, table),

@@ -51,7 +51,9 @@ def run_migrations(
 
 
 def history(database: Database) -> list[tuple[str | None, str, bool]]:
-    """Return (version, type, success) of each history row, oldest first."""
+    """Return (version, type, success) of each history row, oldest first; none without a table."""
+    if database.query("SELECT to_regclass(%s)", (HISTORY,)) == [(None,)]:
+        return []
     return database.query(f"SELECT version, type, success FROM {HISTORY} ORDER BY installed_rank")
 
 

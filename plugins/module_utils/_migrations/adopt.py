@@ -88,13 +88,13 @@ def accept_checksums(context: RunContext, plan: Plan) -> list[str]:
 
 def baseline(
     context: RunContext, rows: list[HistoryRow], sources: list[Migration]
-) -> tuple[list[HistoryRow], list[str]]:
+) -> tuple[list[HistoryRow], list[Migration]]:
     """Mark every migration up to ``baseline_version`` as applied without running it.
 
     Applies only to a history with no versioned migration yet. With ``baseline_verify``,
     every table, view, index, type, sequence and schema that the baselined files create must
     exist first, so a half-migrated database is refused. Returns the rows to plan on and the
-    baselined versions.
+    migrations to record with ``record_baseline``.
     """
     options = context.options
     target = option_version_key(options.baseline_version or "0", "baseline_version")
@@ -116,8 +116,6 @@ def baseline(
         )
     if options.baseline_verify:
         _verify_objects(context, covered)
-    if not options.check_mode:
-        _insert_baseline(context, covered)
     versions = [m.version for m in covered if m.version]
     listed = ", ".join("V" + v for v in versions)
     if options.check_mode:
@@ -137,7 +135,7 @@ def baseline(
         )
         for m in covered
     ]
-    return rows + baselined, versions
+    return rows + baselined, covered
 
 
 def _verify_objects(context: RunContext, covered: list[Migration]) -> None:
@@ -179,7 +177,10 @@ def _exists(cursor: Any, kind: str, name: str) -> bool:
     return bool(cursor.fetchone()[0])
 
 
-def _insert_baseline(context: RunContext, covered: list[Migration]) -> None:
+def record_baseline(context: RunContext, covered: list[Migration]) -> None:
+    """Write a BASELINE history row for each migration, in one transaction."""
+    if not covered:
+        return
     statement = context.history.insert_statement()
     with context.connection.cursor() as cursor:
         cursor.execute("BEGIN")

@@ -78,19 +78,25 @@ def run(
     key = history.lock_key()
     with migration_lock(connection, key, options.lock_wait_seconds, history.qualified_name) as pid:
         context = RunContext(connection, history, options, pid, BlockerWatch(reconnect, pid))
-        created, rows = _read_history(connection, history, options.check_mode)
+        missing, rows = _read_history(connection, history)
         resolved = (
             [_label_row(row) for row in rows if not row.success] if options.resolve_failed else []
         )
         rows = adopt.resolve_failed(context, rows, sources)
-        baselined: list[str] = []
+        baseline: list[Migration] = []
         if options.baseline_version:
-            rows, baselined = adopt.baseline(context, rows, sources)
+            rows, baseline = adopt.baseline(context, rows, sources)
         plan = make_plan(sources, rows, options.target, _policy(options))
         accepted = adopt.accept_checksums(context, plan)
         scs = _standard_conforming_strings(connection)
         prepared = [prepare(m, connection.server_version, scs) for m in plan.pending]
+        created = missing and bool(prepared or baseline)
+        if not options.check_mode:
+            if created:
+                _create_history(connection, history)
+            adopt.record_baseline(context, baseline)
         applied = _execute(context, prepared, plan)
+    baselined = [m.version for m in baseline if m.version]
     result = _result(sources, plan, applied, history, created, context.warnings)
     result.baselined, result.accepted_checksums, result.resolved_failed = (
         baselined,
@@ -131,22 +137,36 @@ def _standard_conforming_strings(connection: Any) -> bool:
         return cursor.fetchone()[0] == "on"
 
 
-def _read_history(connection: Any, history: HistoryTable, check_mode: bool) -> tuple[bool, list]:
-    """Return whether the history table is (or in check mode would be) created, and its rows."""
+def _read_history(connection: Any, history: HistoryTable) -> tuple[bool, list[HistoryRow]]:
+    """Return whether the history table is missing, and its rows."""
     import psycopg2
 
     try:
         with connection.cursor() as cursor:
             if history.exists(cursor):
                 return False, history.rows(cursor)
-            if not check_mode:
-                history.create(cursor)
     except psycopg2.Error as error:
         raise MigrationError(
-            f"Cannot read or create the history table {history.qualified_name}: "
-            f"{server_message(error)}"
+            f"Cannot read the history table {history.qualified_name}: {server_message(error)}"
         ) from None
     return True, []
+
+
+def _create_history(connection: Any, history: HistoryTable) -> None:
+    """Create the history table, once planning found something to write to it.
+
+    Creating it only now means a run that fails before writing leaves nothing behind. The
+    migration lock is held, so concurrent first runs do not race on the creation.
+    """
+    import psycopg2
+
+    try:
+        with connection.cursor() as cursor:
+            history.create(cursor)
+    except psycopg2.Error as error:
+        raise MigrationError(
+            f"Cannot create the history table {history.qualified_name}: {server_message(error)}"
+        ) from None
 
 
 def _result(
