@@ -96,14 +96,15 @@ def migrate(
     )
     settings = connection_settings(params, application_name(params, "postgresql_migrate"))
     connection = connect(settings)
+    warnings: list[str] = []
     try:
-        outcome = run(connection, sources, options, reconnect=lambda: connect(settings))
+        outcome = run(connection, sources, options, lambda: connect(settings), warnings)
     except psycopg2.Error as error:
         raise MigrationError(f"PostgreSQL error: {server_message(error)}") from None
     finally:
         connection.close()
-    for warning in outcome.warnings:
-        warn(warning)
+        for warning in warnings:
+            warn(warning)
     result = task_result(outcome, check_mode, params.get("check_strategy") or "execute")
     if diff:
         result["diff"] = make_diff(outcome, hide_sql=bool(params.get("hide_sql_in_diff")))

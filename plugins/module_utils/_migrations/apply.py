@@ -11,12 +11,13 @@ from typing import Any
 from psycopg2 import sql
 
 from .errors import ExecutionError
-from .execution import PreparedMigration, run_statements, session_reset, timeouts
+from .execution import PreparedMigration, run_statements, server_message
 from .sources import Migration
 from .steps import (
     RunContext,
     check_backend,
     label,
+    migration_settings,
     record_statement,
     report,
     rollback,
@@ -96,21 +97,46 @@ def _explain_cancel(error: ExecutionError, context: RunContext) -> ExecutionErro
 
 def _apply_in_transaction(context: RunContext, item: PreparedMigration, stays: str) -> int:
     """Run one migration and its history row in one transaction; commit or roll back both."""
-    options = context.options
-    begin = sql.SQL("BEGIN; {reset}; {timeouts}; SELECT pg_catalog.pg_backend_pid()").format(
-        reset=session_reset(options.session_role),
-        timeouts=timeouts(options.lock_timeout, options.statement_timeout, local=True),
+    begin = sql.SQL("BEGIN; {settings}; SELECT pg_catalog.pg_backend_pid()").format(
+        settings=migration_settings(context, local=True)
     )
     with context.connection.cursor() as cursor:
         try:
             cursor.execute(begin)
             check_backend(context, cursor.fetchone()[0])
             elapsed = run_migration_sql(cursor, item, stays)
-            cursor.execute(*record_statement(context.history, item, elapsed, options, commit=True))
         except BaseException:
             rollback(context.connection)
             raise
+        _commit_with_record(context, cursor, item, elapsed)
     return elapsed
+
+
+def _commit_with_record(
+    context: RunContext, cursor: Any, item: PreparedMigration, elapsed: int
+) -> None:
+    """Write the history row and commit, in one round trip."""
+    import psycopg2
+
+    migration = item.migration
+    try:
+        cursor.execute(
+            *record_statement(context.history, item, elapsed, context.options, commit=True)
+        )
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+        raise ExecutionError(
+            f"The connection failed while committing migration {migration.label} "
+            f"({migration.script}): {server_message(error)} Whether {migration.label} was "
+            f"committed is unknown: look for it in {context.history.qualified_name} before "
+            "running again.",
+            version=migration.version,
+            script=migration.script,
+            line=None,
+            sqlstate=None,
+        ) from None
+    except BaseException:
+        rollback(context.connection)
+        raise
 
 
 def _apply_without_transaction(context: RunContext, item: PreparedMigration) -> int:
@@ -122,9 +148,8 @@ def _apply_without_transaction(context: RunContext, item: PreparedMigration) -> 
     """
     options = context.options
     migration = item.migration
-    setup = sql.SQL("{reset}; {timeouts}; SELECT pg_catalog.pg_backend_pid()").format(
-        reset=session_reset(options.session_role),
-        timeouts=timeouts(options.lock_timeout, options.statement_timeout, local=False),
+    setup = sql.SQL("{settings}; SELECT pg_catalog.pg_backend_pid()").format(
+        settings=migration_settings(context, local=False)
     )
     stays = (
         f"Statements of {migration.label} before that line stay committed, and "

@@ -66,12 +66,14 @@ class BlockerWatch:
         try:
             connection.autocommit = True
             with connection.cursor() as cursor:
-                while not self._stop.wait(_POLL_SECONDS):
+                while True:
                     cursor.execute(_BLOCKERS_QUERY, (self._pid,))
                     rows = cursor.fetchall()
                     if rows:
                         with self._guard:
                             self._latest = rows
+                    if self._stop.wait(_POLL_SECONDS):
+                        break
         except psycopg2.Error:
             return
         finally:

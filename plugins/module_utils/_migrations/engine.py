@@ -68,16 +68,20 @@ def run(
     sources: list[Migration],
     options: RunOptions,
     reconnect: Callable[[], Any] | None = None,
+    warnings: list[str] | None = None,
 ) -> RunResult:
     """Apply (or in check mode verify) every pending migration under the migration lock.
 
     ``reconnect`` opens a second connection with the same settings; when given, it is used
-    to name the sessions that hold a lock a migration waits for.
+    to name the sessions that hold a lock a migration waits for. Warnings are appended to
+    ``warnings`` as they happen, so a caller still has them when the run raises.
     """
     history = HistoryTable(options.history_schema, options.history_table)
     key = history.lock_key()
     with migration_lock(connection, key, options.lock_wait_seconds, history.qualified_name) as pid:
         context = RunContext(connection, history, options, pid, BlockerWatch(reconnect, pid))
+        if warnings is not None:
+            context.warnings = warnings
         missing, rows = _read_history(connection, history)
         resolved = (
             [_label_row(row) for row in rows if not row.success] if options.resolve_failed else []

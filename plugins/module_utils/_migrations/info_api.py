@@ -62,7 +62,7 @@ def task_result(
     objects: dict[str, Any],
     compared: bool,
 ) -> dict[str, Any]:
-    """Return the result keys; ``changed`` is always false because nothing is written."""
+    """Return the result keys. ``changed`` is always false because nothing is written."""
     return {
         "changed": False,
         "msg": summary(status, history, compared),
@@ -80,7 +80,7 @@ def task_result(
 def summary(status: MigrationStatus, history: HistoryTable, compared: bool) -> str:
     """Return one line: the version, then the counts of each list."""
     if not status.history_table_exists:
-        head = f"No history table {history.qualified_name}; no migration has been applied"
+        head = f"No history table {history.qualified_name}, so no migration has been applied"
     elif status.current_version is None:
         head = "The database has no versioned migration applied"
     else:

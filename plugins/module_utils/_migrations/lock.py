@@ -36,22 +36,32 @@ def migration_lock(connection: Any, key: int, wait_seconds: float, name: str) ->
     ``wait_seconds``.
     """
     with connection.cursor() as cursor:
-        _acquire(cursor, key, wait_seconds, name)
-        cursor.execute("SELECT pg_catalog.pg_backend_pid()")
-        pid = cursor.fetchone()[0]
+        pid = _acquire(cursor, key, wait_seconds, name)
     try:
         yield pid
-    finally:
-        _release(connection, key, name)
+    except BaseException:
+        # The failure that ended the block is the one to report: behind a pooling proxy the
+        # release fails too, and its error would replace the more precise first one.
+        _release_quietly(connection, key)
+        raise
+    _release(connection, key, name)
 
 
-def _acquire(cursor: Any, key: int, wait_seconds: float, name: str) -> None:
+def _acquire(cursor: Any, key: int, wait_seconds: float, name: str) -> int:
+    """Take the lock and return the pid of the server process that holds it.
+
+    The pid comes from the same statement as the lock, so it names the process that holds
+    the lock even where a proxy hands each statement to another process.
+    """
     deadline = time.monotonic() + wait_seconds
     delay = _FIRST_POLL_SECONDS
     while True:
-        cursor.execute("SELECT pg_catalog.pg_try_advisory_lock(%s)", (key,))
-        if cursor.fetchone()[0]:
-            return
+        cursor.execute(
+            "SELECT pg_catalog.pg_try_advisory_lock(%s), pg_catalog.pg_backend_pid()", (key,)
+        )
+        locked, pid = cursor.fetchone()
+        if locked:
+            return pid
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise LockTimeoutError(_timeout_message(cursor, key, wait_seconds, name))
@@ -71,6 +81,15 @@ def _release(connection: Any, key: int, name: str) -> None:
             "released. A transaction-pooling proxy (such as PgBouncer in transaction mode) "
             "may have moved the session: connect directly or through session pooling."
         )
+
+
+def _release_quietly(connection: Any, key: int) -> None:
+    import psycopg2
+
+    try:
+        _release(connection, key, "")
+    except (MigrationError, psycopg2.Error):
+        return
 
 
 def _timeout_message(cursor: Any, key: int, wait_seconds: float, name: str) -> str:

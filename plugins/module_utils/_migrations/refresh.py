@@ -30,8 +30,8 @@ CONCURRENTLY_NEVER = "never"
 
 TRACKING_COLUMNS = ("view_name", "last_refreshed_at", "refresh_interval_minutes")
 
-# Recursion limit for views read through other views, far above real schemas; it only
-# guarantees that the query ends.
+# Recursion limit for views read through other views. It is far above the nesting of real
+# schemas and only guarantees that the query ends.
 _MAX_VIEW_DEPTH = 64
 
 _MATVIEW_COLUMNS = """
@@ -95,7 +95,7 @@ class RefreshError(MigrationError):
 
 @dataclass(frozen=True)
 class MaterializedView:
-    """A materialized view, whether it holds data, and its first usable unique index."""
+    """A materialized view, whether it is populated, and its first usable unique index."""
 
     oid: int
     schema: str
@@ -114,7 +114,7 @@ class MaterializedView:
 
 @dataclass
 class RefreshOptions:
-    """How one run refreshes; ``lock_timeout`` is a PostgreSQL interval string."""
+    """Options of one refresh run. ``lock_timeout`` is a PostgreSQL interval string."""
 
     concurrently: str = CONCURRENTLY_AUTO
     tracking_table: str | None = None
@@ -173,7 +173,7 @@ def resolve_names(cursor: Any, names: list[str]) -> list[MaterializedView]:
     if problems:
         raise RefreshError(
             f"Invalid materialized view names, {'; '.join(problems)}. Check the spelling and the "
-            'schema; quote mixed-case names as in SQL, for example \'"Sales"."Daily"\'.'
+            'schema, and quote mixed-case names as in SQL, for example \'"Sales"."Daily"\'.'
         )
     return views
 
@@ -200,7 +200,7 @@ def _lookup(cursor: Any, name: str) -> tuple[Any, ...] | None:
 
 
 def views_in_schema(cursor: Any, schema: str) -> list[MaterializedView]:
-    """Return every materialized view in ``schema``; raise RefreshError if it does not exist."""
+    """Return every materialized view in ``schema``. Raises RefreshError if it does not exist."""
     cursor.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,))
     if cursor.fetchone() is None:
         raise RefreshError(f"Schema {schema!r} not found.")
@@ -257,7 +257,7 @@ def choose_method(view: MaterializedView, mode: str) -> tuple[bool, str]:
 def concurrent_refresh_problem(view: MaterializedView) -> str | None:
     """Return why PostgreSQL would reject a concurrent refresh of ``view``, or None."""
     if not view.populated:
-        return "is not populated (created WITH NO DATA), which CONCURRENTLY requires"
+        return "is not populated (created or last refreshed WITH NO DATA)"
     if view.unique_index is None:
         return (
             "has no usable unique index: CONCURRENTLY needs a valid unique index on plain "
@@ -275,10 +275,10 @@ def check_always(views: list[MaterializedView]) -> None:
     ]
     if problems:
         raise RefreshError(
-            "Cannot refresh CONCURRENTLY as concurrently=always requires: "
+            "concurrently is always, but these views cannot be refreshed CONCURRENTLY: "
             + "; ".join(problems)
-            + ". Nothing was refreshed. Set concurrently to auto to refresh those views "
-            "without CONCURRENTLY."
+            + ". Nothing was refreshed. Set concurrently to auto to refresh them without "
+            "CONCURRENTLY."
         )
 
 
@@ -297,8 +297,10 @@ class TrackingTable:
 
     @classmethod
     def find(cls, cursor: Any, name: str) -> TrackingTable:
-        """Look up table ``name`` (read as an SQL name); raise RefreshError if it is missing
-        or lacks a column of TRACKING_COLUMNS."""
+        """Look up table ``name``, read as an SQL name.
+
+        Raises RefreshError if it is missing or lacks a column of TRACKING_COLUMNS.
+        """
         row = _lookup_tracking(cursor, name)
         if row is None:
             raise RefreshError(
@@ -340,7 +342,7 @@ class TrackingTable:
         return matched
 
     def update_statement(self) -> sql.Composed:
-        """Return the UPDATE that records a refresh; its one parameter is the view_name."""
+        """Return the UPDATE that records a refresh. Its one parameter is the view_name."""
         return sql.SQL(
             "UPDATE {table} SET last_refreshed_at = pg_catalog.now() WHERE view_name = %s"
         ).format(table=self.identifier)
@@ -373,7 +375,7 @@ def refresh(
 
     With a tracking table, the view's last_refreshed_at is set in the same transaction as its
     refresh. In check mode nothing is refreshed or written, and the result lists what would
-    be. Raises RefreshError when a refresh fails; views refreshed before it stay refreshed.
+    be. Raises RefreshError when a refresh fails. Views refreshed before it stay refreshed.
     """
     with connection.cursor() as cursor:
         _check_lock_timeout(cursor, options.lock_timeout)
@@ -383,18 +385,7 @@ def refresh(
             tracking = TrackingTable.find(cursor, options.tracking_table)
             schedules = tracking.schedules(cursor, views)
     result = RefreshResult()
-    planned: list[tuple[MaterializedView, bool, str]] = []
-    for view in views:
-        schedule = schedules.get(view.oid)
-        if options.only_due and schedule is not None and not schedule.due:
-            result.not_refreshed.append(
-                {"name": view.qualified_name, "reason": not_due_reason(schedule)}
-            )
-            continue
-        concurrently, reason = choose_method(view, options.concurrently)
-        planned.append((view, concurrently, reason))
-    if options.concurrently == CONCURRENTLY_ALWAYS:
-        check_always([view for view, _, _ in planned])
+    planned = _plan(views, schedules, options, result)
     for view, concurrently, reason in planned:
         elapsed = 0
         if not options.check_mode:
@@ -412,6 +403,31 @@ def refresh(
             }
         )
     return result
+
+
+def _plan(
+    views: list[MaterializedView],
+    schedules: dict[int, Schedule],
+    options: RefreshOptions,
+    result: RefreshResult,
+) -> list[tuple[MaterializedView, bool, str]]:
+    """Return (view, concurrently, reason) for each view to refresh.
+
+    Views that are not due go to ``result.not_refreshed`` instead.
+    """
+    planned = []
+    for view in views:
+        schedule = schedules.get(view.oid)
+        if options.only_due and schedule is not None and not schedule.due:
+            result.not_refreshed.append(
+                {"name": view.qualified_name, "reason": not_due_reason(schedule)}
+            )
+            continue
+        concurrently, reason = choose_method(view, options.concurrently)
+        planned.append((view, concurrently, reason))
+    if options.concurrently == CONCURRENTLY_ALWAYS:
+        check_always([view for view, _, _ in planned])
+    return planned
 
 
 def _check_lock_timeout(cursor: Any, lock_timeout: str) -> None:
@@ -434,10 +450,12 @@ def _refresh_one(
     view_name: str | None,
     result: RefreshResult,
 ) -> int:
-    """Refresh one view, and record it in the tracking table, in one transaction; return
-    the duration of the REFRESH statement in milliseconds."""
-    statement = sql.SQL("REFRESH MATERIALIZED VIEW {how}{name}").format(
-        how=sql.SQL("CONCURRENTLY " if concurrently else ""), name=view.identifier
+    """Refresh one view and record it in the tracking table, in one transaction.
+
+    Returns the duration of the REFRESH statement in milliseconds.
+    """
+    statement = sql.SQL("REFRESH MATERIALIZED VIEW {keyword}{name}").format(
+        keyword=sql.SQL("CONCURRENTLY " if concurrently else ""), name=view.identifier
     )
     with connection.cursor() as cursor:
         try:
@@ -469,15 +487,15 @@ def _failure_message(
     options: RefreshOptions,
     result: RefreshResult,
 ) -> str:
-    how = " CONCURRENTLY" if concurrently else ""
+    keyword = " CONCURRENTLY" if concurrently else ""
     message = (
-        f"REFRESH MATERIALIZED VIEW{how} {view.qualified_name} failed: {server_message(error)}"
+        f"REFRESH MATERIALIZED VIEW{keyword} {view.qualified_name} failed: {server_message(error)}"
     )
     sqlstate = getattr(error, "pgcode", None)
     if sqlstate == "55P03":
         message += (
             f" Another session held a conflicting lock for longer than lock_timeout "
-            f"({options.lock_timeout}); run again when it is done, or raise lock_timeout."
+            f"({options.lock_timeout}). Run again when it is done, or raise lock_timeout."
         )
     elif concurrently and sqlstate in ("0A000", "55000"):
         message += " Set concurrently to auto to refresh it without CONCURRENTLY."

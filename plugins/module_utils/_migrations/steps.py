@@ -12,7 +12,7 @@ from psycopg2 import sql
 
 from .blockers import BlockerWatch
 from .errors import ExecutionError, MigrationError
-from .execution import PreparedMigration, run_statements
+from .execution import PreparedMigration, run_statements, session_reset, timeouts
 from .history import (
     TYPE_REPEATABLE,
     TYPE_SQL,
@@ -67,6 +67,25 @@ class RunContext:
     watch: BlockerWatch
     warnings: list[str] = field(default_factory=list)
     sleep: Callable[[float], None] | None = None
+
+
+def migration_settings(context: RunContext, local: bool) -> sql.Composable:
+    """Return the SQL that prepares the session for one migration.
+
+    It resets what an earlier migration left in the session, sets the two timeouts
+    (transaction-local, or for the session in a no-transaction migration) and, on
+    PostgreSQL 14 and later, makes the server notice within a second when the client is
+    gone, so a killed run does not keep its migration running and its lock held.
+    """
+    options = context.options
+    parts = [
+        session_reset(options.session_role),
+        timeouts(options.lock_timeout, options.statement_timeout, local=local),
+    ]
+    if context.connection.server_version >= 140000:
+        scope = "SET LOCAL" if local else "SET"
+        parts.append(sql.SQL(f"{scope} client_connection_check_interval = '1s'"))
+    return sql.SQL("; ").join(parts)
 
 
 def run_migration_sql(cursor: Any, item: PreparedMigration, stays: str) -> int:

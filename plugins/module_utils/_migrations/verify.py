@@ -9,8 +9,16 @@ from typing import Any
 from psycopg2 import sql
 
 from .errors import ExecutionError
-from .execution import NO_TRANSACTION_DIRECTIVE, PreparedMigration, session_reset, timeouts
-from .steps import CHECK_PLAN, RunContext, check_backend, report, rollback, run_migration_sql
+from .execution import NO_TRANSACTION_DIRECTIVE, PreparedMigration
+from .steps import (
+    CHECK_PLAN,
+    RunContext,
+    check_backend,
+    migration_settings,
+    report,
+    rollback,
+    run_migration_sql,
+)
 
 NOTHING_WRITTEN = "Check mode: nothing was written, and the database is unchanged."
 
@@ -49,7 +57,6 @@ def _verify_one(
     skipped: list[str],
     after_others: bool,
 ) -> dict[str, Any]:
-    options = context.options
     label = item.migration.label
     if item.no_transaction:
         skipped.append(label)
@@ -59,9 +66,8 @@ def _verify_one(
         )
         return report(item.migration, 0, verified=False)
     cursor.execute(
-        sql.SQL("{reset}; {timeouts}; SAVEPOINT dbops_check").format(
-            reset=session_reset(options.session_role),
-            timeouts=timeouts(options.lock_timeout, options.statement_timeout, local=True),
+        sql.SQL("{settings}; SAVEPOINT dbops_check").format(
+            settings=migration_settings(context, local=True)
         )
     )
     try:
