@@ -12,22 +12,27 @@ from typing import Any
 
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
+from ansible.template import trust_as_template
 
 from ansible_collections.dbops.migrations.plugins.module_utils._migrations.errors import (
     MigrationError,
 )
 from ansible_collections.dbops.migrations.plugins.module_utils._migrations.sources import (
+    TEMPLATE_SUFFIX,
     read_directories,
 )
 
 
-def with_migration_files(action: ActionBase, args: dict[str, Any]) -> dict[str, Any]:
+def with_migration_files(
+    action: ActionBase, args: dict[str, Any], task_vars: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Return a copy of the module arguments with the files of ``path`` read into ``_sources``.
 
     Each directory in ``path`` is found as ansible.builtin.copy finds its ``src``: in the
     role's ``files/`` directory, then next to the playbook, and ``path`` is replaced by the
-    directories found. Raises AnsibleActionFail when a directory is missing or a file is
-    invalid.
+    directories found. Files ending in ``.sql.j2`` are rendered with the play's variables
+    here, so checksums are taken over the rendered SQL. Raises AnsibleActionFail when a
+    directory is missing, a file is invalid or a template fails to render.
     """
     args = dict(args)
     paths = args["path"]
@@ -41,8 +46,25 @@ def with_migration_files(action: ActionBase, args: dict[str, Any]) -> dict[str, 
     except MigrationError as error:
         raise AnsibleActionFail(str(error)) from None
     args["path"] = directories
-    args["_sources"] = [{"script": script, "content": text} for script, text in files]
+    args["_sources"] = [
+        {"script": script, "content": _render(action, script, text, task_vars)}
+        for script, text in files
+    ]
     return args
+
+
+def _render(action: ActionBase, script: str, text: str, task_vars: dict[str, Any] | None) -> str:
+    """Render a ``.sql.j2`` migration with the play's variables; return other files as read."""
+    if not script.endswith(TEMPLATE_SUFFIX):
+        return text
+    templar = action._templar.copy_with_new_env(available_variables=task_vars or {})
+    try:
+        rendered = templar.template(trust_as_template(text))
+    except AnsibleError as error:
+        raise AnsibleActionFail(
+            f"Template migration {script} failed to render: {error.message}"
+        ) from None
+    return str(rendered)
 
 
 def with_job_id(args: dict[str, Any], task_vars: dict[str, Any] | None) -> dict[str, Any]:

@@ -40,7 +40,9 @@ from ansible_collections.dbops.migrations.tests.integration.migrate_support impo
 )
 from pgcluster import Database, PgCluster, free_tcp_port
 
-NAME_PATTERNS = "V<version>__<description>.sql or R__<description>.sql"
+NAME_PATTERNS = (
+    "V<version>__<description>.sql, U<version>__<description>.sql or R__<description>.sql"
+)
 
 CREATE_A = "CREATE TABLE a (id integer PRIMARY KEY);\n"
 CREATE_B = "CREATE TABLE b (id integer PRIMARY KEY);\n"
@@ -377,7 +379,7 @@ def test_target_stops_then_rest_applies(database: Database, migrations: Path) ->
     assert history_versions(database) == ["1", "2", "3"]
 
 
-def test_target_below_current_rejected(database: Database, migrations: Path) -> None:
+def test_target_below_current_needs_undo(database: Database, migrations: Path) -> None:
     write_migrations(migrations, {"V1__create_a.sql": CREATE_A, "V2__create_b.sql": CREATE_B})
     migrate(migrate_params(database, migrations))
 
@@ -385,7 +387,8 @@ def test_target_below_current_rejected(database: Database, migrations: Path) -> 
         migrate(migrate_params(database, migrations, target="1"))
 
     assert str(raised.value) == (
-        "Target 1 is below the current version 2; this run only applies migrations forward."
+        "Cannot undo to version 1: no undo script for V2. Add a U<version>__<description>.sql "
+        "file for each, or choose a higher target."
     )
     assert history_versions(database) == ["1", "2"]
 

@@ -127,10 +127,11 @@ def test_plan_target(history: list[HistoryRow], target: str, expected: list[Migr
     assert scripts(plan.pending) == scripts(expected)
 
 
-def test_plan_target_below_current() -> None:
+def test_plan_target_below_current_without_undo() -> None:
     history = [history_row(1, V1), history_row(2, V2), history_row(3, V3)]
     assert plan_error([V1, V2, V3, V4], history, "1.0") == (
-        "Target 1.0 is below the current version 3; this run only applies migrations forward."
+        "Cannot undo to version 1.0: no undo script for V3, V2. Add a "
+        "U<version>__<description>.sql file for each, or choose a higher target."
     )
 
 

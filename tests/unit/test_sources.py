@@ -21,7 +21,9 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.sourc
     read_directories,
 )
 
-NAME_PATTERNS = "V<version>__<description>.sql or R__<description>.sql"
+NAME_PATTERNS = (
+    "V<version>__<description>.sql, U<version>__<description>.sql or R__<description>.sql"
+)
 TEXT = "CREATE TABLE customers (id bigint PRIMARY KEY);\n"
 DUPLICATE_ADVICE = (
     "Give each versioned file its own version, and each repeatable file its own description."

@@ -16,9 +16,9 @@ import psycopg2
 
 from .connection import ConnectionSettings, connect
 from .engine import RunOptions, RunResult, run
-from .errors import MigrationError
+from .errors import MigrationError, SourceError
 from .execution import server_message
-from .sources import Migration, load_sources, read_directories
+from .sources import TEMPLATE_SUFFIX, Migration, load_sources, read_directories
 from .steps import label
 
 CONNECTION_OPTIONS = (
@@ -64,6 +64,12 @@ def collect_sources(params: dict[str, Any]) -> list[Migration]:
         files = [(item["script"], item["content"]) for item in passed]
     else:
         files = read_directories(list(params["path"]))
+        templates = [script for script, _ in files if script.endswith(TEMPLATE_SUFFIX)]
+        if templates:
+            raise SourceError(
+                f"Template migrations {', '.join(templates)} must be rendered by the "
+                "postgresql_migrate action plugin; run the module as a task of a play."
+            )
     return load_sources(files)
 
 
@@ -133,16 +139,19 @@ def summary(outcome: RunResult, check_mode: bool, strategy: str) -> str:
     at = _version_phrase(outcome.current_version)
     count = len(outcome.applied)
     noun = "migration" if count == 1 else "migrations"
+    undo = any(entry["type"] == "undo" for entry in outcome.applied)
     if not outcome.applied:
         return f"No migration pending; {at}."
     if not check_mode:
-        return f"Applied {count} {noun} ({labels}); {at}."
+        verb = "Undid" if undo else "Applied"
+        return f"{verb} {count} {noun} ({labels}); {at}."
     if strategy == "plan":
         how = "planned only, no SQL executed"
     else:
         verified = sum(1 for entry in outcome.applied if entry["verified"])
         how = f"{verified} of {count} verified in a transaction that was rolled back"
-    return f"Check mode: would apply {count} {noun} ({labels}), {how}; nothing was written."
+    verb = "undo" if undo else "apply"
+    return f"Check mode: would {verb} {count} {noun} ({labels}), {how}; nothing was written."
 
 
 def _version_phrase(version: str | None) -> str:
@@ -153,9 +162,7 @@ def _version_phrase(version: str | None) -> str:
 
 def make_diff(outcome: RunResult, hide_sql: bool) -> list[dict[str, str]]:
     """Return Ansible diffs: applied versions before and after, then each pending file's SQL."""
-    after = outcome.versions_before + [
-        entry["version"] for entry in outcome.applied if entry["version"] is not None
-    ]
+    after = outcome.versions_after
     diffs = [
         {
             "before_header": f"{outcome.history_table} (applied versions)",

@@ -16,7 +16,7 @@ from .execution import prepare, server_message
 from .history import HistoryRow, HistoryTable
 from .lock import migration_lock
 from .planner import DriftPolicy, Plan, make_plan
-from .sources import VERSIONED, Migration, version_key
+from .sources import UNDO, VERSIONED, Migration, version_key
 from .steps import (
     CHECK_EXECUTE,
     CHECK_PLAN,
@@ -47,6 +47,7 @@ class RunResult:
     pending: list[dict[str, Any]]
     current_version: str | None
     versions_before: list[str]
+    versions_after: list[str]
     history_table: str
     history_table_created: bool
     migrations: list[Migration] = field(default_factory=list)
@@ -181,21 +182,27 @@ def _result(
     created: bool,
     warnings: list[str],
 ) -> RunResult:
+    after = {version_key(v): v for v in plan.applied_versions}
+    for entry in applied:
+        if entry["version"] is None:
+            continue
+        if entry["type"] == UNDO:
+            after.pop(version_key(entry["version"]), None)
+        else:
+            after[version_key(entry["version"])] = entry["version"]
     planned = {m.script for m in plan.pending}
-    applied_keys = {version_key(v) for v in plan.applied_versions}
     remaining = [
         describe(m)
         for m in sources
-        if m.kind == VERSIONED and m.script not in planned and m.key not in applied_keys
+        if m.kind == VERSIONED and m.script not in planned and m.key not in after
     ]
-    versions = [entry["version"] for entry in applied if entry["version"] is not None]
-    known = plan.applied_versions + versions
-    current = max(known, key=version_key) if known else None
+    versions_after = [after[key] for key in sorted(after)]
     return RunResult(
         applied=applied,
         pending=remaining,
-        current_version=current,
+        current_version=versions_after[-1] if versions_after else None,
         versions_before=plan.applied_versions,
+        versions_after=versions_after,
         history_table=history.qualified_name,
         history_table_created=created,
         migrations=plan.pending,

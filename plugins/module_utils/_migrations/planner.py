@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import PlanError
-from .history import HistoryRow
-from .sources import REPEATABLE, VERSIONED, Migration, format_version, version_key
+from .history import TYPE_UNDO, HistoryRow
+from .sources import REPEATABLE, UNDO, VERSIONED, Migration, format_version, version_key
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Plan:
     current_version: str | None
     notes: list[str] = field(default_factory=list)
     accepted: list[tuple[HistoryRow, Migration]] = field(default_factory=list)
+    undo: bool = False
 
 
 def make_plan(
@@ -46,20 +47,25 @@ def make_plan(
     """
     policy = policy or DriftPolicy()
     _reject_failed(history)
-    applied = [row for row in history if row.success and row.version is not None]
+    applied = effective_applied(history)
     notes: list[str] = []
     accepted = _check_applied_sources(sources, applied, policy, notes)
     applied_keys = {version_key(row.version) for row in applied if row.version}
     newest = max(applied_keys, default=None)
     current_version = _version_of(applied, newest)
+    versions = [row.version for row in sorted(applied, key=lambda r: version_key(r.version or "0"))]
+    if target is not None and newest is not None:
+        target_key = option_version_key(target, "target")
+        if target_key < newest:
+            undo = _undo_steps(sources, applied, target_key, format_version(target))
+            return Plan(undo, [v for v in versions if v], current_version, notes, accepted, True)
     pending_versioned = [m for m in sources if m.kind == VERSIONED and m.key not in applied_keys]
     if policy.allow_out_of_order:
         _note_out_of_order(pending_versioned, newest, current_version, notes)
     else:
         _reject_out_of_order(pending_versioned, newest, current_version)
-    pending_versioned = _apply_target(pending_versioned, target, newest, current_version)
+    pending_versioned = _apply_target(pending_versioned, target)
     pending = pending_versioned + _pending_repeatables(sources, history)
-    versions = [row.version for row in sorted(applied, key=lambda r: version_key(r.version or "0"))]
     return Plan(
         pending=pending,
         applied_versions=[v for v in versions if v is not None],
@@ -67,6 +73,43 @@ def make_plan(
         notes=notes,
         accepted=accepted,
     )
+
+
+def effective_applied(history: list[HistoryRow]) -> list[HistoryRow]:
+    """Return the row that applied each version still applied, replaying undo rows."""
+    applied: dict[tuple[int, ...], HistoryRow] = {}
+    for row in history:
+        if not row.success or row.version is None:
+            continue
+        key = version_key(row.version)
+        if row.type == TYPE_UNDO:
+            applied.pop(key, None)
+        else:
+            applied[key] = row
+    return sorted(applied.values(), key=lambda row: row.installed_rank)
+
+
+def _undo_steps(
+    sources: list[Migration], applied: list[HistoryRow], target_key: tuple[int, ...], target: str
+) -> list[Migration]:
+    """Return the undo scripts that take the database down to ``target``, newest first.
+
+    Raises PlanError naming every version above the target that has no undo script.
+    """
+    undo_scripts = {m.key: m for m in sources if m.kind == UNDO}
+    above = sorted(
+        (row for row in applied if row.version and version_key(row.version) > target_key),
+        key=lambda row: version_key(row.version or "0"),
+        reverse=True,
+    )
+    missing = [row.version for row in above if version_key(row.version or "0") not in undo_scripts]
+    if missing:
+        names = ", ".join(f"V{version}" for version in missing)
+        raise PlanError(
+            f"Cannot undo to version {target}: no undo script for {names}. Add a "
+            "U<version>__<description>.sql file for each, or choose a higher target."
+        )
+    return [undo_scripts[version_key(row.version or "0")] for row in above]
 
 
 def _reject_failed(history: list[HistoryRow]) -> None:
@@ -146,20 +189,10 @@ def _note_out_of_order(
             )
 
 
-def _apply_target(
-    pending: list[Migration],
-    target: str | None,
-    newest: tuple[int, ...] | None,
-    current_version: str | None,
-) -> list[Migration]:
+def _apply_target(pending: list[Migration], target: str | None) -> list[Migration]:
     if target is None:
         return pending
     target_key = option_version_key(target, "target")
-    if newest is not None and target_key < newest:
-        raise PlanError(
-            f"Target {format_version(target)} is below the current version {current_version}; "
-            "this run only applies migrations forward."
-        )
     return [m for m in pending if m.key <= target_key]
 
 

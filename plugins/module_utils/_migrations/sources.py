@@ -13,10 +13,16 @@ from .errors import SourceError
 
 VERSIONED = "versioned"
 REPEATABLE = "repeatable"
+UNDO = "undo"
 
-NAME_PATTERNS = "V<version>__<description>.sql or R__<description>.sql"
+NAME_PATTERNS = (
+    "V<version>__<description>.sql, U<version>__<description>.sql or R__<description>.sql"
+)
+TEMPLATE_SUFFIX = ".j2"
 
-_VERSIONED_NAME = re.compile(r"^V(?P<version>\d+(?:[._]\d+)*)__(?P<description>.+)\.sql$")
+_VERSIONED_NAME = re.compile(
+    r"^(?P<prefix>[VU])(?P<version>\d+(?:[._]\d+)*)__(?P<description>.+)\.sql$"
+)
 _REPEATABLE_NAME = re.compile(r"^R__(?P<description>.+)\.sql$")
 _BOM = "\ufeff"
 
@@ -60,15 +66,21 @@ class Migration:
 
     @property
     def label(self) -> str:
-        """Name the migration as messages do: ``V2`` or ``R__analytics views``."""
+        """Name the migration as messages do: ``V2``, ``U2`` or ``R__analytics views``."""
         if self.kind == VERSIONED:
             return f"V{self.version}"
+        if self.kind == UNDO:
+            return f"U{self.version}"
         return f"R__{self.description}"
 
 
 def parse_source(script: str, text: str) -> Migration:
-    """Build a Migration from its script path (relative, with ``/``) and its file text."""
-    name = script.rsplit("/", 1)[-1]
+    """Build a Migration from its script path (relative, with ``/``) and its file text.
+
+    A name ending in ``.sql.j2`` is a template that the action plugin has already rendered;
+    it is parsed as the name without ``.j2``.
+    """
+    name = script.rsplit("/", 1)[-1].removesuffix(TEMPLATE_SUFFIX)
     normalised = normalise_text(text)
     digest = checksum(normalised)
     versioned = _VERSIONED_NAME.match(name)
@@ -76,7 +88,7 @@ def parse_source(script: str, text: str) -> Migration:
         raw = versioned.group("version")
         return Migration(
             script=script,
-            kind=VERSIONED,
+            kind=VERSIONED if versioned.group("prefix") == "V" else UNDO,
             description=_describe(versioned.group("description")),
             text=normalised,
             checksum=digest,
@@ -121,7 +133,8 @@ def load_sources(files: list[tuple[str, str]]) -> list[Migration]:
     repeatable = sorted(
         (m for m in migrations if m.kind == REPEATABLE), key=lambda m: m.description
     )
-    return versioned + repeatable
+    undo = sorted((m for m in migrations if m.kind == UNDO), key=lambda m: m.key, reverse=True)
+    return versioned + repeatable + undo
 
 
 def _reject_duplicates(migrations: list[Migration]) -> None:
@@ -129,7 +142,7 @@ def _reject_duplicates(migrations: list[Migration]) -> None:
     for migration in migrations:
         identity = (
             migration.kind,
-            migration.key if migration.kind == VERSIONED else migration.description,
+            migration.description if migration.kind == REPEATABLE else migration.key,
         )
         groups.setdefault(identity, []).append(migration)
     clashes = [group for group in groups.values() if len(group) > 1]
@@ -139,7 +152,7 @@ def _reject_duplicates(migrations: list[Migration]) -> None:
     for group in clashes:
         group = sorted(group, key=lambda m: m.script)
         scripts = " and ".join(repr(m.script) for m in group)
-        if group[0].kind == VERSIONED:
+        if group[0].kind != REPEATABLE:
             what = f"version {'.'.join(str(part) for part in group[0].key)}"
         else:
             what = f"description {group[0].description!r}"
@@ -153,10 +166,10 @@ def _reject_duplicates(migrations: list[Migration]) -> None:
 
 
 def read_directories(paths: list[str]) -> list[tuple[str, str]]:
-    """Read every ``*.sql`` file below each directory, recursively.
+    """Read every ``*.sql`` and ``*.sql.j2`` file below each directory, recursively.
 
     Each script is named by its path relative to the directory it was found in, with ``/``
-    as the separator. Files are decoded as UTF-8.
+    as the separator. Files are decoded as UTF-8; templates are returned unrendered.
     """
     files: list[tuple[str, str]] = []
     for top in paths:
@@ -165,7 +178,7 @@ def read_directories(paths: list[str]) -> list[tuple[str, str]]:
         for directory, subdirs, names in os.walk(top):
             subdirs.sort()
             for name in sorted(names):
-                if not name.endswith(".sql"):
+                if not name.endswith((".sql", ".sql" + TEMPLATE_SUFFIX)):
                     continue
                 full = os.path.join(directory, name)
                 script = os.path.relpath(full, top).replace(os.sep, "/")

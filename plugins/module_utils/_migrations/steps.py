@@ -17,10 +17,11 @@ from .history import (
     TYPE_REPEATABLE,
     TYPE_SQL,
     TYPE_SQL_NO_TRANSACTION,
+    TYPE_UNDO,
     HistoryTable,
     insert_parameters,
 )
-from .sources import REPEATABLE, Migration
+from .sources import REPEATABLE, UNDO, Migration
 from .views import run_repeatable
 
 CHECK_EXECUTE = "execute"
@@ -122,6 +123,8 @@ def record_statement(
     migration = item.migration
     if migration.kind == REPEATABLE:
         row_type = TYPE_REPEATABLE
+    elif migration.kind == UNDO:
+        row_type = TYPE_UNDO
     else:
         row_type = TYPE_SQL_NO_TRANSACTION if item.no_transaction else TYPE_SQL
     parts: list[sql.Composable] = [sql.SQL("RESET SESSION AUTHORIZATION; RESET ROLE")]
@@ -172,7 +175,9 @@ def report(migration: Migration, elapsed: int, *, verified: bool) -> dict[str, A
 
 
 def label(entry: dict[str, Any]) -> str:
-    """Name a reported migration as messages do: ``V2`` or ``R__views``."""
+    """Name a reported migration as messages do: ``V2``, ``U2`` or ``R__views``."""
+    if entry["type"] == UNDO:
+        return f"U{entry['version']}"
     if entry["version"] is not None:
         return f"V{entry['version']}"
     return f"R__{entry['description']}"

@@ -1,0 +1,258 @@
+"""Template migrations rendered per environment, and undo scripts run down to a target."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.dbops.migrations.plugins.module_utils._migrations import api
+from ansible_collections.dbops.migrations.plugins.module_utils._migrations.errors import (
+    ExecutionError,
+    PlanError,
+    SourceError,
+)
+from ansible_collections.dbops.migrations.tests.integration.migrate_support import (
+    SHIPPED_MATERIALIZED_VIEWS,
+    SHIPPED_SQL,
+    SHIPPED_TABLES,
+    SHIPPED_VIEWS,
+    history_rows,
+    migrate,
+    migrate_params,
+    relations_by_kind,
+    text_sha256,
+    write_migrations,
+)
+from pgcluster import Database
+
+TEMPLATE = (
+    "CREATE TABLE audit_{{ environment_name }} (id bigint PRIMARY KEY);\n"
+    "COMMENT ON TABLE audit_{{ environment_name }} IS '{{ retention_days }} days';\n"
+)
+
+PLAYBOOK = textwrap.dedent(
+    """\
+    - name: Apply template migrations
+      hosts: localhost
+      connection: local
+      gather_facts: false
+      tasks:
+        - name: Apply pending migrations
+          dbops.migrations.postgresql_migrate:
+            path: "{{ playbook_dir }}/sql"
+          register: migrate_result
+
+        - name: Show the result
+          ansible.builtin.debug:
+            var: migrate_result
+    """
+)
+
+
+@pytest.fixture
+def template_play(tmp_path: Path) -> Path:
+    """Write a playbook next to a directory holding one template migration."""
+    write_migrations(tmp_path / "sql", {"V1__audit_table.sql.j2": TEMPLATE})
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAYBOOK, encoding="utf-8")
+    return playbook
+
+
+def rendered(environment_name: str, retention_days: int) -> str:
+    return (
+        f"CREATE TABLE audit_{environment_name} (id bigint PRIMARY KEY);\n"
+        f"COMMENT ON TABLE audit_{environment_name} IS '{retention_days} days';\n"
+    )
+
+
+@pytest.mark.parametrize(("environment_name", "retention_days"), [("staging", 7), ("prod", 90)])
+def test_template_rendered_per_environment(
+    database: Database,
+    run_playbook,
+    play_recap,
+    template_play: Path,
+    environment_name: str,
+    retention_days: int,
+) -> None:
+    process = run_playbook(
+        template_play,
+        "-e",
+        f"environment_name={environment_name}",
+        "-e",
+        f"retention_days={retention_days}",
+    )
+
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert play_recap(process.stdout)["changed"] == 1
+    comment = database.query(
+        "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"audit_{environment_name}",)
+    )
+    assert comment == [(f"{retention_days} days",)]
+    rows = history_rows(database)
+    assert [row["script"] for row in rows] == ["V1__audit_table.sql.j2"]
+    # The checksum is taken over the rendered SQL, the text that ran.
+    assert rows[0]["checksum"] == text_sha256(rendered(environment_name, retention_days))
+
+
+def test_template_variable_change_is_drift(
+    database: Database, run_playbook, template_play: Path
+) -> None:
+    first = run_playbook(template_play, "-e", "environment_name=qa", "-e", "retention_days=7")
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    second = run_playbook(template_play, "-e", "environment_name=qa", "-e", "retention_days=30")
+
+    assert second.returncode != 0
+    assert "V1 (V1__audit_table.sql.j2) was changed after it was applied" in second.stdout
+    assert database.query("SELECT obj_description('audit_qa'::regclass, 'pg_class')") == [
+        ("7 days",)
+    ]
+
+
+def test_template_undefined_variable_named(
+    database: Database, run_playbook, template_play: Path
+) -> None:
+    process = run_playbook(template_play, "-e", "environment_name=qa")
+
+    assert process.returncode != 0
+    assert (
+        "Template migration V1__audit_table.sql.j2 failed to render: 'retention_days' is "
+        "undefined" in process.stdout
+    )
+    assert history_rows(database) == []
+
+
+def test_template_without_action_plugin_rejected(database: Database, tmp_path: Path) -> None:
+    directory = write_migrations(tmp_path / "sql", {"V1__audit_table.sql.j2": TEMPLATE})
+
+    with pytest.raises(SourceError, match="must be rendered by the postgresql_migrate action"):
+        migrate(migrate_params(database, directory))
+
+
+def shipped_state(database: Database) -> dict[str, set[str]]:
+    kinds = relations_by_kind(database)
+    kinds.pop("sequence", None)
+    return kinds
+
+
+def test_undo_shipped_to_v1_and_forward(database: Database) -> None:
+    migrate(migrate_params(database, SHIPPED_SQL))
+    assert shipped_state(database) == {
+        "table": SHIPPED_TABLES | {"schema_migrations"},
+        "view": SHIPPED_VIEWS,
+        "materialized view": SHIPPED_MATERIALIZED_VIEWS,
+    }
+
+    down = migrate(migrate_params(database, SHIPPED_SQL, target="1"))
+
+    assert down["msg"] == "Undid 2 migrations (U3, U2); the database is at version 1."
+    assert [(e["version"], e["type"]) for e in down["applied"]] == [("3", "undo"), ("2", "undo")]
+    assert down["current_version"] == "1"
+    assert [e["version"] for e in down["pending"]] == ["2", "3"]
+    assert shipped_state(database) == {
+        "table": (SHIPPED_TABLES - {"materialized_view_refresh"}) | {"schema_migrations"}
+    }
+    rows = history_rows(database)
+    assert [(row["version"], row["type"]) for row in rows] == [
+        ("1", "SQL"),
+        ("2", "SQL"),
+        ("3", "SQL"),
+        ("3", "UNDO_SQL"),
+        ("2", "UNDO_SQL"),
+    ]
+    assert rows[3]["script"] == "matviews/U3__materialized_views.sql"
+    assert rows[3]["installed_by"] == database.env["PGUSER"]
+
+    up = migrate(migrate_params(database, SHIPPED_SQL))
+
+    assert up["msg"] == "Applied 2 migrations (V2, V3); the database is at version 3."
+    assert shipped_state(database) == {
+        "table": SHIPPED_TABLES | {"schema_migrations"},
+        "view": SHIPPED_VIEWS,
+        "materialized view": SHIPPED_MATERIALIZED_VIEWS,
+    }
+
+
+def test_undo_v3_restores_v2_views(database: Database) -> None:
+    migrate(migrate_params(database, SHIPPED_SQL))
+
+    migrate(migrate_params(database, SHIPPED_SQL, target="2"))
+
+    assert shipped_state(database)["view"] == {
+        "v_dispatch_summary",
+        "v_match_rate_by_tenant",
+        "v_match_rate_by_tenant_aggregated",
+    }
+    assert "materialized view" not in shipped_state(database)
+
+
+def test_undo_check_mode_verifies_and_writes_nothing(database: Database) -> None:
+    migrate(migrate_params(database, SHIPPED_SQL))
+    before = history_rows(database)
+    warnings: list[str] = []
+
+    result = api.migrate(
+        migrate_params(database, SHIPPED_SQL, target="1"),
+        check_mode=True,
+        diff=True,
+        warn=warnings.append,
+    )
+
+    assert result["changed"] is True
+    assert [(e["version"], e["verified"]) for e in result["applied"]] == [("3", True), ("2", True)]
+    assert result["diff"][0]["before"] == "1\n2\n3\n"
+    assert result["diff"][0]["after"] == "1\n"
+    assert history_rows(database) == before
+    assert shipped_state(database)["materialized view"] == SHIPPED_MATERIALIZED_VIEWS
+
+
+def test_undo_fails_in_check_mode_like_real_run(database: Database, tmp_path: Path) -> None:
+    directory = write_migrations(
+        tmp_path / "sql",
+        {
+            "V1__a.sql": "CREATE TABLE a (id int);\n",
+            "V2__b.sql": "CREATE TABLE b (id int);\n",
+            "U2__b.sql": "DROP TABLE missing_table;\n",
+        },
+    )
+    migrate(migrate_params(database, directory))
+
+    with pytest.raises(ExecutionError) as raised:
+        api.migrate(
+            migrate_params(database, directory, target="1"),
+            check_mode=True,
+            diff=False,
+            warn=[].append,
+        )
+
+    assert str(raised.value).startswith(
+        'Migration U2 (U2__b.sql, line 1) failed: table "missing_table" does not exist '
+        "(SQLSTATE 42P01)."
+    )
+    assert [row["type"] for row in history_rows(database)] == ["SQL", "SQL"]
+
+
+def test_undo_missing_scripts_named_before_running(database: Database, tmp_path: Path) -> None:
+    directory = write_migrations(
+        tmp_path / "sql",
+        {
+            "V1__a.sql": "CREATE TABLE a (id int);\n",
+            "V2__b.sql": "CREATE TABLE b (id int);\n",
+            "V3__c.sql": "CREATE TABLE c (id int);\n",
+            "V4__d.sql": "CREATE TABLE d (id int);\n",
+            "U4__d.sql": "DROP TABLE d;\n",
+            "U3__c.sql": "DROP TABLE c;\n",
+        },
+    )
+    migrate(migrate_params(database, directory))
+
+    with pytest.raises(PlanError) as raised:
+        migrate(migrate_params(database, directory, target="0"))
+
+    assert str(raised.value) == (
+        "Cannot undo to version 0: no undo script for V2, V1. Add a "
+        "U<version>__<description>.sql file for each, or choose a higher target."
+    )
+    assert relations_by_kind(database)["table"] == {"a", "b", "c", "d", "schema_migrations"}
