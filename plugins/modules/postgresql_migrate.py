@@ -25,7 +25,12 @@ extends_documentation_fragment:
 options:
   path:
     description:
-      - Directory, or list of directories, searched recursively for C(*.sql) migration files.
+      - Directory, or list of directories, searched recursively for C(*.sql) and C(*.sql.j2)
+        migration files.
+      - A C(.sql.j2) file is a template, rendered with the play's variables where the playbook
+        runs, before its checksum is taken. The checksum is therefore that of the rendered SQL,
+        so a variable that later changes the rendered text makes the applied migration look
+        edited, and the run stops as it does for any changed file.
       - Relative paths are found as M(ansible.builtin.copy) finds its
         O(ansible.builtin.copy#module:src), in the role's C(files/) directory, then next to the
         playbook.
@@ -47,7 +52,10 @@ options:
   target:
     description:
       - Apply versioned migrations up to and including this version, and no further.
-      - A target below the current version fails; this module only applies forward.
+      - A target below the current version runs the undo scripts
+        (C(U<version>__<description>.sql)) of every applied version above it, newest first,
+        each in a transaction with a C(UNDO_SQL) history row. A missing undo script stops
+        the run before anything executes, naming every version that lacks one.
     type: str
   lock_timeout:
     description:
