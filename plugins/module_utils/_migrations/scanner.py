@@ -28,6 +28,18 @@ _SCS_SETTING = re.compile(
 )
 _SCS_RESET = re.compile(r"^\s*RESET\s+(?:ALL|standard_conforming_strings)\b", re.IGNORECASE)
 _FALSE_WORDS = {"off", "false", "no", "0"}
+_NEWLINE = re.compile("\n")
+_SPACE_RUN = re.compile(r"\s+")
+# A -- comment ends at a line feed or a lone carriage return, as in PostgreSQL's lexer.
+_LINE_END = re.compile(r"[\n\r]")
+# Characters that never start a quote, comment, word or statement end, read as one run.
+_PLAIN_RUN = re.compile(r"[0-9,.:+*<>=!~^&|%@#\[\]{}?`]+")
+# A string body: doubled quotes, and with backslash escapes any escaped character.
+_PLAIN_BODY = re.compile(r"[^']*(?:''[^']*)*'")
+_ESCAPE_BODY = re.compile(r"[^'\\]*(?:(?:''|\\.)[^'\\]*)*'", re.DOTALL)
+# PostgreSQL joins string constants separated only by whitespace that holds a newline, and
+# the continuation keeps the first part's escape rules.
+_CONTINUATION = re.compile(r"(?:[ \t\f]|--[^\n\r]*)*[\n\r](?:[ \t\f\r\n]|--[^\n\r]*)*'")
 
 # Words that make a statement transaction control when they come first.
 _TRANSACTION_CONTROL = {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"}
@@ -91,7 +103,7 @@ class _Cursor:
 def scan(text: str, standard_conforming_strings: bool = True) -> ScanResult:
     """Split normalised migration text into statements and list the lines it cannot run."""
     result = ScanResult()
-    newlines = [index for index, char in enumerate(text) if char == "\n"]
+    newlines = [match.start() for match in _NEWLINE.finditer(text)]
 
     def line_of(offset: int) -> int:
         return bisect.bisect_right(newlines, offset - 1) + 1
@@ -103,10 +115,10 @@ def scan(text: str, standard_conforming_strings: bool = True) -> ScanResult:
         char = text[cursor.pos]
         following = text[cursor.pos + 1] if cursor.pos + 1 < length else ""
         if char.isspace():
-            cursor.pos += 1
+            cursor.pos = _SPACE_RUN.match(text, cursor.pos).end()  # type: ignore[union-attr]
         elif char == "-" and following == "-":
-            end = text.find("\n", cursor.pos)
-            cursor.pos = length if end < 0 else end
+            end = _LINE_END.search(text, cursor.pos)
+            cursor.pos = length if end is None else end.start()
         elif char == "/" and following == "*":
             if not _skip_block_comment(cursor):
                 result.problems.append((line_of(cursor.pos), "unterminated /* comment"))
@@ -158,7 +170,8 @@ def scan(text: str, standard_conforming_strings: bool = True) -> ScanResult:
                 cursor.paren_depth += 1
             elif char == ")":
                 cursor.paren_depth = max(0, cursor.paren_depth - 1)
-            cursor.pos += 1
+            plain = _PLAIN_RUN.match(text, cursor.pos)
+            cursor.pos = plain.end() if plain else cursor.pos + 1
     if cursor.start is not None and not result.problems:
         statement = _finish(cursor, line_of)
         _check_statement(statement, result)
@@ -200,21 +213,18 @@ def _skip_block_comment(cursor: _Cursor) -> bool:
 
 
 def _skip_string(cursor: _Cursor, backslash_escapes: bool) -> bool:
-    text = cursor.text
-    index = cursor.pos + 1
-    while index < len(text):
-        char = text[index]
-        if char == "\\" and backslash_escapes:
-            index += 2
-        elif char == "'":
-            if index + 1 < len(text) and text[index + 1] == "'":
-                index += 2
-            else:
-                cursor.pos = index + 1
-                return True
-        else:
-            index += 1
-    return False
+    """Skip a quoted string and its continuations; the cursor is on the opening quote."""
+    body = _ESCAPE_BODY if backslash_escapes else _PLAIN_BODY
+    position = cursor.pos
+    while True:
+        match = body.match(cursor.text, position + 1)
+        if match is None:
+            return False
+        cursor.pos = match.end()
+        continuation = _CONTINUATION.match(cursor.text, cursor.pos)
+        if continuation is None:
+            return True
+        position = continuation.end() - 1
 
 
 def _skip_quoted_identifier(cursor: _Cursor) -> bool:
