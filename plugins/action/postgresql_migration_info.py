@@ -24,7 +24,7 @@ class ActionModule(ActionBase):
         args = with_job_id(self._task.args, task_vars)
         if args.get("path"):
             try:
-                args = with_migration_files(self, args)
+                args = with_migration_files(self, args, task_vars)
             except AnsibleActionFail as error:
                 return dict(result, failed=True, msg=error.message)
         result.update(

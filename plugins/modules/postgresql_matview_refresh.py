@@ -134,8 +134,8 @@ refreshed:
     - name: public.v_match_rate_by_tenant
       concurrently: false
       reason: >-
-        plain refresh because the view is not populated (created WITH NO DATA), which
-        CONCURRENTLY requires
+        plain refresh because the view is not populated (created or last refreshed WITH NO
+        DATA)
       duration_ms: 1530
 not_refreshed:
   description:

@@ -95,8 +95,10 @@ EXAMPLES = r"""
 RETURN = r"""
 applied:
   description:
-    - Successful rows of the history table, in the order they were applied.
-    - RV(applied[].type) is the history table's C(type) column; V(SQL), V(SQL_NO_TRANSACTION),
+    - Successful rows of the history table whose migration is still applied, in the order they
+      were applied. A versioned migration that an undo script reverted later is left out, and
+      so are the C(UNDO_SQL) rows of the undo scripts.
+    - RV(applied[].type) is the history table's C(type) column, V(SQL), V(SQL_NO_TRANSACTION),
       V(SQL_REPEATABLE) or V(BASELINE).
   returned: always
   type: list
@@ -123,9 +125,10 @@ failed:
 pending:
   description:
     - Migration files a run would apply, in the order it applies them. Empty without O(path).
-    - A versioned file is pending when no successful row has its version, including one whose
-      earlier attempt is in RV(failed). A repeatable file is pending when its checksum differs
-      from its latest successful row.
+    - A versioned file is pending when its version is not in RV(applied), including one whose
+      earlier attempt is in RV(failed) or that an undo script reverted. A repeatable file is
+      pending when its checksum differs from its latest successful row. Undo scripts
+      (C(U<version>__<description>.sql)) are never pending.
     - RV(pending[].type) is V(versioned) or V(repeatable).
   returned: always
   type: list
@@ -152,7 +155,7 @@ drifted:
       history_checksum: 9f0e1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100
       file_checksum: 1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809
 current_version:
-  description: Highest successfully applied version, or null when none is applied.
+  description: Highest version in RV(applied), or null when none is applied.
   returned: always
   type: str
   sample: "3"

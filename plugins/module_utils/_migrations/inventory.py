@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .history import HistoryRow, HistoryTable
+from .planner import effective_applied
 from .sources import REPEATABLE, VERSIONED, Migration, version_key
 
 # Values of a ``drifted`` entry's ``problem`` key.
@@ -88,21 +89,32 @@ def migration_status(
     """Read the history table and, when ``sources`` is given, compare the files with it.
 
     A missing history table is reported as such, with every migration file pending. Unlike
-    planning a run, nothing here raises on drift: it is listed in ``drifted``.
+    planning a run, drift raises nothing here and is listed in ``drifted``.
     """
     exists = history.exists(cursor)
     rows = history.rows(cursor) if exists else []
-    succeeded = [row for row in rows if row.success]
+    applied = still_applied(rows)
     status = MigrationStatus(
         history_table_exists=exists,
-        applied=[history_entry(row) for row in succeeded],
+        applied=[history_entry(row) for row in applied],
         failed=[history_entry(row) for row in rows if not row.success],
-        current_version=current_version(succeeded),
+        current_version=current_version(applied),
     )
     if sources is not None:
-        status.pending = pending_migrations(sources, succeeded)
-        status.drifted = drifted_migrations(sources, succeeded)
+        status.pending = pending_migrations(sources, applied)
+        status.drifted = drifted_migrations(sources, applied)
     return status
+
+
+def still_applied(rows: list[HistoryRow]) -> list[HistoryRow]:
+    """Return the successful rows whose migration is still applied, in installed_rank order.
+
+    A versioned migration that an undo script reverted later is left out, and so are the
+    undo rows themselves, as when a run plans.
+    """
+    repeatable = [row for row in rows if row.success and row.version is None]
+    versioned = effective_applied(rows)
+    return sorted(repeatable + versioned, key=lambda row: row.installed_rank)
 
 
 def history_entry(row: HistoryRow) -> dict[str, Any]:
@@ -120,36 +132,37 @@ def history_entry(row: HistoryRow) -> dict[str, Any]:
     }
 
 
-def current_version(succeeded: list[HistoryRow]) -> str | None:
-    """Return the highest version among successful rows, compared by numeric parts."""
-    versioned = [row for row in succeeded if row.version is not None]
+def current_version(applied: list[HistoryRow]) -> str | None:
+    """Return the highest version among applied rows, compared by numeric parts."""
+    versioned = [row for row in applied if row.version is not None]
     if not versioned:
         return None
     return max(versioned, key=lambda row: version_key(row.version or "0")).version
 
 
-def pending_migrations(
-    sources: list[Migration], succeeded: list[HistoryRow]
-) -> list[dict[str, Any]]:
-    """Return the files a run would apply if nothing stopped it, in the order it applies them.
+def pending_migrations(sources: list[Migration], applied: list[HistoryRow]) -> list[dict[str, Any]]:
+    """Return the files a run without a target would apply if nothing stopped it, in the order
+    it applies them.
 
-    A versioned file is pending when no successful row has its version, including one whose
-    earlier attempt is recorded as failed. A repeatable file is pending when its checksum
-    differs from that of the latest successful row with its description.
+    A versioned file is pending when its version is not applied, including one whose earlier
+    attempt is recorded as failed or that an undo script reverted. A repeatable file is
+    pending when its checksum differs from that of the latest successful row with its
+    description. Undo scripts are never pending, because they run only for a lower target.
     """
-    applied_keys = {version_key(row.version) for row in succeeded if row.version is not None}
+    applied_keys = {version_key(row.version) for row in applied if row.version is not None}
     latest_repeatable: dict[str, str] = {}
-    for row in succeeded:
+    for row in applied:
         if row.version is None:
             latest_repeatable[row.description] = row.checksum
     pending = []
     for migration in sources:
-        if migration.kind == VERSIONED and migration.key in applied_keys:
-            continue
-        if (
-            migration.kind == REPEATABLE
-            and latest_repeatable.get(migration.description) == migration.checksum
-        ):
+        if migration.kind == VERSIONED:
+            is_pending = migration.key not in applied_keys
+        elif migration.kind == REPEATABLE:
+            is_pending = latest_repeatable.get(migration.description) != migration.checksum
+        else:
+            is_pending = False
+        if not is_pending:
             continue
         pending.append(
             {
@@ -163,13 +176,11 @@ def pending_migrations(
     return pending
 
 
-def drifted_migrations(
-    sources: list[Migration], succeeded: list[HistoryRow]
-) -> list[dict[str, Any]]:
+def drifted_migrations(sources: list[Migration], applied: list[HistoryRow]) -> list[dict[str, Any]]:
     """Return applied versioned migrations whose file changed or is gone, by version."""
     by_key = {m.key: m for m in sources if m.kind == VERSIONED}
     drifted = []
-    rows = [row for row in succeeded if row.version is not None]
+    rows = [row for row in applied if row.version is not None]
     for row in sorted(rows, key=lambda r: version_key(r.version or "0")):
         source = by_key.get(version_key(row.version or "0"))
         if source is None:
