@@ -30,7 +30,7 @@ options:
     type: str
   login_db:
     description:
-      - Database to migrate. When unset, libpq uses E(PGDATABASE), then the user name.
+      - Database to connect to. When unset, libpq uses E(PGDATABASE), then the user name.
     type: str
     aliases: [db]
   login_unix_socket:
@@ -65,6 +65,13 @@ options:
       - They override the options above.
     type: dict
     default: {}
+  application_name:
+    description:
+      - The C(application_name) that identifies the session in C(pg_stat_activity), and in
+        the messages of other runs waiting for the migration lock.
+      - Defaults to C(dbops.migrations) followed by the module's name, and by the AWX job id
+        when the job runs in AWX.
+    type: str
   session_role:
     description:
       - Role to switch to with C(SET ROLE) right after connecting. Objects that migrations

@@ -22,4 +22,5 @@ def connection_argument_spec():
         ssl_key=dict(type="path"),
         connect_params=dict(type="dict", default={}),
         session_role=dict(type="str"),
+        application_name=dict(type="str"),
     )

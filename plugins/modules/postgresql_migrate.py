@@ -127,13 +127,6 @@ options:
     type: list
     elements: str
     default: []
-  application_name:
-    description:
-      - The C(application_name) that identifies the run in C(pg_stat_activity) and in the
-        messages of other runs waiting for the lock.
-      - Defaults to C(dbops.migrations postgresql_migrate), followed by the AWX job id when
-        the job runs in AWX.
-    type: str
   check_strategy:
     description:
       - What check mode does with pending migrations.
@@ -309,7 +302,6 @@ def argument_spec():
         allow_out_of_order=dict(type="bool", default=False),
         ignore_missing_files=dict(type="bool", default=False),
         accept_checksums=dict(type="list", elements="str", default=[]),
-        application_name=dict(type="str"),
         _job_id=dict(type="str"),
         hide_sql_in_diff=dict(type="bool", default=False),
         _sources=dict(type="list", elements="dict", no_log=False),

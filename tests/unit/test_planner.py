@@ -229,3 +229,13 @@ def test_plan_repeatables_after_versioned() -> None:
     history = [history_row(1, V1)]
     plan = make_plan([V1, V2, V3, R_ACCOUNTS, R_TOTALS], history, None)
     assert scripts(plan.pending) == scripts([V2, V3, R_ACCOUNTS, R_TOTALS])
+
+
+def test_plan_repeatables_wait_for_target() -> None:
+    plan = make_plan([V1, V2, V3, R_TOTALS], [history_row(1, V1)], "2")
+    assert scripts(plan.pending) == scripts([V2])
+
+
+def test_plan_repeatables_run_when_target_reached() -> None:
+    plan = make_plan([V1, V2, V3, R_TOTALS], [history_row(1, V1)], "3")
+    assert scripts(plan.pending) == scripts([V2, V3, R_TOTALS])

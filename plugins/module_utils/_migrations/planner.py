@@ -64,8 +64,14 @@ def make_plan(
         _note_out_of_order(pending_versioned, newest, current_version, notes)
     else:
         _reject_out_of_order(pending_versioned, newest, current_version)
+    held_back = bool(target) and len(_apply_target(pending_versioned, target)) < len(
+        pending_versioned
+    )
     pending_versioned = _apply_target(pending_versioned, target)
-    pending = pending_versioned + _pending_repeatables(sources, history)
+    # Repeatable migrations run after every versioned one; while a target holds versioned
+    # migrations back, the repeatable ones wait for the run that applies them.
+    repeatables = [] if held_back else _pending_repeatables(sources, history)
+    pending = pending_versioned + repeatables
     return Plan(
         pending=pending,
         applied_versions=[v for v in versions if v is not None],
