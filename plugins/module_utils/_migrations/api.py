@@ -99,6 +99,7 @@ def migrate(
         allow_out_of_order=bool(params.get("allow_out_of_order")),
         ignore_missing_files=bool(params.get("ignore_missing_files")),
         accept_checksums=list(params.get("accept_checksums") or []),
+        schema_diff=check_mode and diff,
     )
     settings = connection_settings(params, application_name(params, "postgresql_migrate"))
     connection = connect(settings)
@@ -184,4 +185,12 @@ def make_diff(outcome: RunResult, hide_sql: bool) -> list[dict[str, str]]:
                 "after": text if text.endswith("\n") else text + "\n",
             }
         )
+    if outcome.schema_changes is not None:
+        diffs.append({"prepared": schema_changes_text(outcome.schema_changes)})
     return diffs
+
+
+def schema_changes_text(rendered: str) -> str:
+    """Return the schema diff of a check-mode run as the text Ansible shows."""
+    heading = "Schema changes of the pending migrations (verified, then rolled back):\n"
+    return heading + (rendered or "(no change to tables, views, indexes, constraints or types)\n")

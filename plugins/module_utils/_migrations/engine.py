@@ -55,6 +55,7 @@ class RunResult:
     baselined: list[str] = field(default_factory=list)
     accepted_checksums: list[str] = field(default_factory=list)
     resolved_failed: list[str] = field(default_factory=list)
+    schema_changes: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -103,6 +104,7 @@ def run(
         applied = _execute(context, prepared, plan)
     baselined = [m.version for m in baseline if m.version]
     result = _result(sources, plan, applied, history, created, context.warnings)
+    result.schema_changes = context.schema_changes
     result.baselined, result.accepted_checksums, result.resolved_failed = (
         baselined,
         accepted,

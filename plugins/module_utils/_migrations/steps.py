@@ -55,6 +55,7 @@ class RunOptions:
     allow_out_of_order: bool = False
     ignore_missing_files: bool = False
     accept_checksums: list[str] = field(default_factory=list)
+    schema_diff: bool = False
 
 
 @dataclass
@@ -68,6 +69,7 @@ class RunContext:
     watch: BlockerWatch
     warnings: list[str] = field(default_factory=list)
     sleep: Callable[[float], None] | None = None
+    schema_changes: str | None = None
 
 
 def migration_settings(context: RunContext, local: bool) -> sql.Composable:

@@ -8,6 +8,7 @@ from typing import Any
 
 from psycopg2 import sql
 
+from . import catalog
 from .errors import ExecutionError
 from .execution import NO_TRANSACTION_DIRECTIVE, PreparedMigration
 from .steps import (
@@ -43,11 +44,23 @@ def verify_all(context: RunContext, prepared: list[PreparedMigration]) -> list[d
         try:
             cursor.execute("BEGIN; SELECT pg_catalog.pg_backend_pid()")
             check_backend(context, cursor.fetchone()[0])
+            before = _snapshot(context, cursor)
             for item in prepared:
                 reports.append(_verify_one(context, cursor, item, skipped, bool(reports)))
+            if before is not None:
+                changes = catalog.diff(before, _snapshot(context, cursor))
+                context.schema_changes = catalog.render(changes)
         finally:
             rollback(context.connection)
     return reports
+
+
+def _snapshot(context: RunContext, cursor: Any) -> catalog.Snapshot | None:
+    """Take a catalog snapshot for the schema diff, when the run asked for one."""
+    if not context.options.schema_diff:
+        return None
+    history = context.history
+    return catalog.snapshot(cursor, exclude={(history.schema, history.table)})
 
 
 def _verify_one(
