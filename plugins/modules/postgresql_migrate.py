@@ -127,6 +127,25 @@ options:
     type: list
     elements: str
     default: []
+  safety_lint:
+    description:
+      - Before anything runs, check every pending migration for statements that lock or
+        rewrite existing tables, such as C(CREATE INDEX) without C(CONCURRENTLY) on a table
+        with rows, C(ADD COLUMN ... NOT NULL) without a default, or a foreign key without
+        C(NOT VALID). The rules read the catalog and know the server's version.
+      - V(warn) reports each finding as a warning and in RV(lint); V(fail) fails the task
+        before anything runs; V(off) skips the check.
+      - A comment line C(-- dbops:lint-ignore <rule> <reason>) directly before a statement
+        silences one rule for that statement.
+    type: str
+    choices: [warn, fail, "off"]
+    default: warn
+  lint_large_table_rows:
+    description:
+      - Estimated row count (C(pg_class.reltuples)) from which the safety lint counts a table
+        as large, for rules such as C(SET NOT NULL) that scan the whole table.
+    type: int
+    default: 100000
   check_strategy:
     description:
       - What check mode does with pending migrations.
@@ -263,6 +282,18 @@ resolved_failed:
   type: list
   elements: str
   sample: []
+lint:
+  description:
+    - Findings of the safety lint on the pending migrations; see O(safety_lint).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - rule: create-index-not-concurrently
+      script: V4__orders_customer_index.sql
+      line: 3
+      why: CREATE INDEX blocks writes to public.orders, which has rows, until the build ends.
+      instead: Use CREATE INDEX CONCURRENTLY in a migration marked -- dbops:no-transaction.
 msg:
   description: One line saying what was applied, or would be, and the version now.
   returned: always
@@ -304,6 +335,8 @@ def argument_spec():
         accept_checksums=dict(type="list", elements="str", default=[]),
         _job_id=dict(type="str"),
         hide_sql_in_diff=dict(type="bool", default=False),
+        safety_lint=dict(type="str", default="warn", choices=["warn", "fail", "off"]),
+        lint_large_table_rows=dict(type="int", default=100000),
         _sources=dict(type="list", elements="dict", no_log=False),
     )
     return spec

@@ -99,6 +99,7 @@ def test_shipped_sql_result(database: Database) -> None:
         "current_version",
         "history_table",
         "history_table_created",
+        "lint",
         "msg",
         "pending",
         "resolved_failed",

@@ -100,6 +100,8 @@ def migrate(
         ignore_missing_files=bool(params.get("ignore_missing_files")),
         accept_checksums=list(params.get("accept_checksums") or []),
         schema_diff=check_mode and diff,
+        safety_lint=params.get("safety_lint") or "warn",
+        large_table_rows=int(params.get("lint_large_table_rows") or 100_000),
     )
     settings = connection_settings(params, application_name(params, "postgresql_migrate"))
     connection = connect(settings)
@@ -131,6 +133,7 @@ def task_result(outcome: RunResult, check_mode: bool, strategy: str) -> dict[str
         "baselined": outcome.baselined,
         "accepted_checksums": outcome.accepted_checksums,
         "resolved_failed": outcome.resolved_failed,
+        "lint": outcome.lint,
     }
 
 

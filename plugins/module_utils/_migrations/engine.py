@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import adopt
+from . import adopt, safety
 from .apply import apply_all
 from .blockers import BlockerWatch
-from .errors import MigrationError
+from .errors import MigrationError, PlanError
 from .execution import prepare, server_message
 from .history import HistoryRow, HistoryTable
 from .lock import migration_lock
@@ -56,6 +56,7 @@ class RunResult:
     accepted_checksums: list[str] = field(default_factory=list)
     resolved_failed: list[str] = field(default_factory=list)
     schema_changes: str | None = None
+    lint: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -96,6 +97,7 @@ def run(
         accepted = adopt.accept_checksums(context, plan)
         scs = _standard_conforming_strings(connection)
         prepared = [prepare(m, connection.server_version, scs) for m in plan.pending]
+        findings = _lint(context, prepared)
         created = missing and bool(prepared or baseline)
         if not options.check_mode:
             if created:
@@ -105,6 +107,7 @@ def run(
     baselined = [m.version for m in baseline if m.version]
     result = _result(sources, plan, applied, history, created, context.warnings)
     result.schema_changes = context.schema_changes
+    result.lint = findings
     result.baselined, result.accepted_checksums, result.resolved_failed = (
         baselined,
         accepted,
@@ -123,6 +126,34 @@ def _execute(context: RunContext, prepared: list, plan: Plan) -> list[dict[str, 
         return apply_all(context, prepared, plan.current_version)
     finally:
         context.watch.stop()
+
+
+def _lint(context: RunContext, prepared: list) -> list[dict[str, Any]]:
+    """Check the pending migrations for statements that lock or rewrite existing tables.
+
+    Findings become warnings, or with ``safety_lint: fail`` a PlanError before anything runs.
+    """
+    options = context.options
+    if options.safety_lint == "off" or not prepared:
+        return []
+    connection = context.connection
+    with connection.cursor() as cursor:
+        findings = safety.lint_migrations(
+            cursor, prepared, connection.server_version, options.large_table_rows
+        )
+    described = [
+        f"{f.script}, line {f.line}: {f.rule}: {f.why} Instead: {f.instead}" for f in findings
+    ]
+    if findings and options.safety_lint == "fail":
+        raise PlanError(
+            f"The safety lint found {len(findings)} problem(s) before anything ran: "
+            + " ".join(described)
+            + " Change the migrations, silence one finding with a comment line "
+            "-- dbops:lint-ignore <rule> <reason> before its statement, or set safety_lint "
+            "to warn."
+        )
+    context.warnings.extend(described)
+    return [finding.as_dict() for finding in findings]
 
 
 def _policy(options: RunOptions) -> DriftPolicy:

@@ -56,6 +56,8 @@ class RunOptions:
     ignore_missing_files: bool = False
     accept_checksums: list[str] = field(default_factory=list)
     schema_diff: bool = False
+    safety_lint: str = "warn"
+    large_table_rows: int = 100_000
 
 
 @dataclass
