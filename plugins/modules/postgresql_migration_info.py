@@ -19,9 +19,12 @@ description:
   - An action plugin reads the migration files where the playbook runs, as for
     M(dbops.migrations.postgresql_migrate).
 version_added: 0.1.0
-author: dbops.migrations contributors
+author: dbops.migrations contributors (!UNKNOWN)
 extends_documentation_fragment:
   - dbops.migrations.connection
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+  - ansible.builtin.action_common_attributes.flow
 options:
   path:
     description:
@@ -55,6 +58,22 @@ attributes:
     details:
       - The module never writes, so check mode returns the same result as a normal run.
   diff_mode:
+    support: none
+  platform:
+    platforms: posix
+  action_group:
+    support: full
+    membership:
+      - dbops.migrations.postgresql
+  action:
+    support: full
+    details:
+      - With O(path), the action plugin reads the migration files where the playbook runs.
+  async:
+    support: none
+    details:
+      - The action plugin runs the module synchronously; a task with C(async) fails.
+  bypass_host_loop:
     support: none
 notes:
   - RV(objects) lists the history table among the tables of its schema.
@@ -90,6 +109,27 @@ EXAMPLES = r"""
 - name: Show the number of tables in schema public
   ansible.builtin.debug:
     msg: "{{ schema_inventory.objects.public.counts.tables }} tables"
+
+# The status of several databases, one per host of the inventory group databases, whose
+# host variables login_host and login_db name the server and the database.
+- name: Report the migration status of every database
+  hosts: databases
+  connection: local
+  gather_facts: false
+  module_defaults:
+    group/dbops.migrations.postgresql:
+      login_host: "{{ login_host }}"
+      login_db: "{{ login_db }}"
+  tasks:
+    - name: Read the status against the files shipped next to the playbook
+      dbops.migrations.postgresql_migration_info:
+        path: files/sql
+        schemas: []
+      register: status
+
+    - name: Show each database's version and what is pending
+      ansible.builtin.debug:
+        msg: "{{ inventory_hostname }}: {{ status.msg }}"
 """
 
 RETURN = r"""
@@ -103,6 +143,43 @@ applied:
   returned: always
   type: list
   elements: dict
+  contains:
+    installed_rank:
+      description: Number of the row in the history table, in the order rows were written.
+      type: int
+      sample: 1
+    version:
+      description: Version of a versioned migration; null for a repeatable one.
+      type: str
+      sample: "1"
+    description:
+      description: Description from the file name, with underscores as spaces.
+      type: str
+      sample: initial schema
+    type:
+      description: The history table's C(type) column.
+      type: str
+      sample: SQL
+    script:
+      description: Path of the file as recorded when it was applied.
+      type: str
+      sample: schema/V1__initial_schema.sql
+    checksum:
+      description: Checksum of the file recorded when it was applied.
+      type: str
+      sample: 5b0a6c0d1b2f4f0b8e8f6cbb1a1d2e3f4a5b6c7d8e9f00112233445566778899
+    installed_by:
+      description: Database role that applied the migration.
+      type: str
+      sample: app_owner
+    installed_at:
+      description: When the migration was applied, in ISO 8601 with its UTC offset.
+      type: str
+      sample: "2026-03-02T09:14:07.512031+00:00"
+    execution_time_ms:
+      description: Milliseconds the migration took to run.
+      type: int
+      sample: 84
   sample:
     - installed_rank: 1
       version: "1"
@@ -113,9 +190,10 @@ applied:
       installed_by: app_owner
       installed_at: "2026-03-02T09:14:07.512031+00:00"
       execution_time_ms: 84
-failed:
+failed_migrations:
   description:
-    - Rows recorded as failed, with the keys of RV(applied). Until they are resolved with
+    - Rows recorded as failed, with the keys of RV(applied). The key is not C(failed),
+      which Ansible reserves for the task's own outcome. Until they are resolved with
       O(dbops.migrations.postgresql_migrate#module:resolve_failed), every run of
       M(dbops.migrations.postgresql_migrate) stops before applying anything.
   returned: always
@@ -133,6 +211,27 @@ pending:
   returned: always
   type: list
   elements: dict
+  contains:
+    version:
+      description: Version of a versioned migration; null for a repeatable one.
+      type: str
+      sample: "3"
+    description:
+      description: Description from the file name, with underscores as spaces.
+      type: str
+      sample: materialized views
+    type:
+      description: V(versioned) or V(repeatable).
+      type: str
+      sample: versioned
+    script:
+      description: Path of the file, relative to the directory of O(path) it was found in.
+      type: str
+      sample: matviews/V3__materialized_views.sql
+    checksum:
+      description: Checksum of the file as it is now.
+      type: str
+      sample: 0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091
   sample:
     - version: "3"
       description: materialized views
@@ -148,6 +247,27 @@ drifted:
   returned: always
   type: list
   elements: dict
+  contains:
+    version:
+      description: Version of the applied migration.
+      type: str
+      sample: "2"
+    script:
+      description: Path of the file now, or as recorded in the history when the file is gone.
+      type: str
+      sample: views/V2__analytics_views.sql
+    problem:
+      description: V(checksum_changed) or V(file_missing).
+      type: str
+      sample: checksum_changed
+    history_checksum:
+      description: Checksum recorded when the migration was applied.
+      type: str
+      sample: 9f0e1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100
+    file_checksum:
+      description: Checksum of the file as it is now; null when the file is gone.
+      type: str
+      sample: 1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809
   sample:
     - version: "2"
       script: views/V2__analytics_views.sql

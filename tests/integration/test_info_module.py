@@ -52,7 +52,7 @@ RESULT_KEYS = [
     "changed",
     "current_version",
     "drifted",
-    "failed",
+    "failed_migrations",
     "history_table",
     "history_table_exists",
     "msg",
@@ -107,7 +107,7 @@ def test_empty_database_without_path(database: Database) -> None:
     assert result["history_table_exists"] is False
     assert result["history_table"] == "public.schema_migrations"
     assert result["applied"] == []
-    assert result["failed"] == []
+    assert result["failed_migrations"] == []
     assert result["pending"] == []
     assert result["drifted"] == []
     assert result["current_version"] is None
@@ -154,7 +154,7 @@ def test_deployed_history(database: Database) -> None:
     assert result["current_version"] == "3"
     assert result["pending"] == []
     assert result["drifted"] == []
-    assert result["failed"] == []
+    assert result["failed_migrations"] == []
     assert (
         result["msg"] == "The database is at version 3: 3 applied, 0 failed, 0 pending, 0 drifted."
     )
@@ -358,7 +358,7 @@ def test_failed_rows_listed(database: Database, tmp_path: Path) -> None:
         "V2__index.sql",
         "R__items_view.sql",
     ]
-    assert [(entry["version"], entry["script"]) for entry in result["failed"]] == [
+    assert [(entry["version"], entry["script"]) for entry in result["failed_migrations"]] == [
         ("3", "V3__broken.sql")
     ]
     assert result["applied"][2]["type"] == "SQL_REPEATABLE"

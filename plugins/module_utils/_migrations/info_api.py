@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg2
-
 from .api import application_name, collect_sources, connection_settings
 from .connection import connect
 from .errors import MigrationError
 from .execution import server_message
 from .history import HistoryTable
 from .inventory import MigrationStatus, migration_status, schema_objects
+
+# Imported only where installed, so that the file imports without psycopg2. The modules
+# check connection.HAS_PSYCOPG2 before they call in here.
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - reported by the module as a missing requirement
+    pass
 
 
 def migration_info(params: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +73,7 @@ def task_result(
         "msg": summary(status, history, compared),
         "applied": status.applied,
         "pending": status.pending,
-        "failed": status.failed,
+        "failed_migrations": status.failed,
         "drifted": status.drifted,
         "current_version": status.current_version,
         "history_table": history.qualified_name,
