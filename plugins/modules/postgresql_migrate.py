@@ -19,9 +19,12 @@ description:
   - An action plugin reads the migration files where the playbook runs and passes their text to
     the module, so the files never need copying to the managed host.
 version_added: 0.1.0
-author: dbops.migrations contributors
+author: dbops.migrations contributors (!UNKNOWN)
 extends_documentation_fragment:
   - dbops.migrations.connection
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+  - ansible.builtin.action_common_attributes.flow
 options:
   path:
     description:
@@ -186,13 +189,42 @@ attributes:
   diff_mode:
     support: full
     details:
-      - Shows the applied versions before and after, and the SQL of each pending migration.
+      - Shows the applied versions before and after, and the SQL of each pending migration
+        unless O(hide_sql_in_diff) is set.
+      - In check mode with O(check_strategy=execute), also shows the changes to tables, views,
+        indexes, constraints and types that the pending migrations make, read from the
+        catalog before the rollback.
+  platform:
+    platforms: posix
+  action_group:
+    support: full
+    membership:
+      - dbops.migrations.postgresql
+  action:
+    support: full
+    details:
+      - The action plugin reads the migration files, and renders C(.sql.j2) templates, where
+        the playbook runs.
+  async:
+    support: none
+    details:
+      - The action plugin runs the module synchronously; a task with C(async) fails.
+  bypass_host_loop:
+    support: none
 notes:
   - Statements that PostgreSQL refuses inside a transaction block, such as
     C(CREATE INDEX CONCURRENTLY), need the line C(-- dbops:no-transaction) in their file. Such a
     file runs statement by statement outside a transaction; check mode does not execute it.
   - psql meta-commands such as C(\\set) or C(\\connect), and top-level C(BEGIN) or C(COMMIT), are
     rejected before anything runs.
+  - In check mode all pending migrations share one transaction, so two things can fail that
+    succeed in a real run, where each migration commits before the next starts. A later
+    migration cannot use an enum value that an earlier one added (SQLSTATE 55P04), and
+    C(ALTER TABLE) fails after rows were inserted under a deferred constraint (SQLSTATE
+    55006). Such a migration is returned with C(verified) false and a warning, and does not
+    fail the task.
+  - A C(.sql.j2) template is rendered only by the action plugin. Run as a bare module, for
+    example through C(ansible -m), the module rejects templates.
 seealso:
   - name: PostgreSQL advisory locks
     description: How the migration lock works.
@@ -223,6 +255,39 @@ EXAMPLES = r"""
       - files/sql/schema
       - files/sql/views
     target: "2"
+
+# Several databases: each host of the inventory group databases stands for one database,
+# for example with this inventory (inventory.yml):
+#
+#   databases:
+#     hosts:
+#       tenant_eu: {login_host: db-eu.example.com, login_db: tracking_hub}
+#       tenant_us: {login_host: db-us.example.com, login_db: tracking_hub}
+#
+# The module runs on the controller and connects to each server over the network. Each
+# database has its own history table and migration lock, so the hosts migrate in parallel,
+# up to the number of forks. Run it with --check --diff first to preview every database.
+- name: Migrate every database of the inventory
+  hosts: databases
+  connection: local
+  gather_facts: false
+  module_defaults:
+    group/dbops.migrations.postgresql:
+      login_host: "{{ login_host }}"
+      login_db: "{{ login_db }}"
+      login_user: app_owner
+      login_password: "{{ vault_app_owner_password }}"
+      ssl_mode: verify-full
+      ca_cert: /etc/ssl/certs/rds-global-bundle.pem
+  tasks:
+    - name: Apply the pending migrations of this host's database
+      dbops.migrations.postgresql_migrate:
+        path: files/sql
+      register: migration
+
+    - name: Show what ran
+      ansible.builtin.debug:
+        msg: "{{ inventory_hostname }}: {{ migration.msg }}"
 """
 
 RETURN = r"""
@@ -233,6 +298,38 @@ applied:
   returned: always
   type: list
   elements: dict
+  contains:
+    version:
+      description: Version of a versioned migration or undo script; null for a repeatable one.
+      type: str
+      sample: "1"
+    description:
+      description: Description from the file name, with underscores as spaces.
+      type: str
+      sample: initial schema
+    type:
+      description: V(versioned), V(repeatable) or V(undo).
+      type: str
+      sample: versioned
+    script:
+      description: Path of the file, relative to the directory of O(path) it was found in.
+      type: str
+      sample: schema/V1__initial_schema.sql
+    checksum:
+      description: SHA-256 of the file text, with a UTF-8 byte-order mark removed and CRLF as LF.
+      type: str
+      sample: 5b0a6c0d1b2f4f0b8e8f6cbb1a1d2e3f4a5b6c7d8e9f00112233445566778899
+    execution_time_ms:
+      description: Milliseconds the migration took to run; 0 in check mode.
+      type: int
+      sample: 84
+    verified:
+      description:
+        - True when the migration's SQL ran. In check mode, false for a migration that was
+          not executed, such as one marked C(-- dbops:no-transaction), or any migration with
+          O(check_strategy=plan).
+      type: bool
+      sample: true
   sample:
     - version: "1"
       description: initial schema
@@ -242,11 +339,18 @@ applied:
       execution_time_ms: 84
       verified: true
 pending:
-  description: Versioned migrations left pending after the run, such as those above O(target).
+  description:
+    - Versioned migrations left pending after the run, such as those above O(target), with
+      the keys of RV(applied) except RV(applied[].execution_time_ms) and RV(applied[].verified).
   returned: always
   type: list
   elements: dict
-  sample: []
+  sample:
+    - version: "4"
+      description: orders customer index
+      type: versioned
+      script: schema/V4__orders_customer_index.sql
+      checksum: 0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091
 current_version:
   description: Highest applied version after the run (in check mode, after the run would end).
   returned: always
@@ -288,6 +392,27 @@ lint:
   returned: always
   type: list
   elements: dict
+  contains:
+    rule:
+      description: Name of the rule, which a C(-- dbops:lint-ignore) comment can name.
+      type: str
+      sample: create-index-not-concurrently
+    script:
+      description: Path of the migration file, as in RV(applied[].script).
+      type: str
+      sample: V4__orders_customer_index.sql
+    line:
+      description: Line of the statement in the file, counting from 1.
+      type: int
+      sample: 3
+    why:
+      description: What the statement locks or rewrites.
+      type: str
+      sample: CREATE INDEX blocks writes to public.orders, which has rows, until the build ends.
+    instead:
+      description: What to write instead.
+      type: str
+      sample: Use CREATE INDEX CONCURRENTLY in a migration marked -- dbops:no-transaction.
   sample:
     - rule: create-index-not-concurrently
       script: V4__orders_customer_index.sql
@@ -351,7 +476,7 @@ def main():
     try:
         result = migrate(module.params, module.check_mode, module._diff, module.warn)
     except MigrationError as error:
-        module.fail_json(msg=str(error))
+        module.fail_json(msg=str(error), **(error.result or {}))
     module.exit_json(**result)
 
 

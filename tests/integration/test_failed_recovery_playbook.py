@@ -57,3 +57,28 @@ def test_failed_migration_seen_and_retried(
         ("1", True),
         ("2", True),
     ]
+
+
+def test_partial_run_reports_changed_and_applied(
+    database: Database, run_playbook, play_recap, tmp_path: Path
+) -> None:
+    directory = write_migrations(
+        tmp_path / "sql",
+        {
+            "V1__items.sql": ITEMS,
+            "V2__bad.sql": "SELECT no_such_column FROM items;\n",
+        },
+    )
+
+    process = run_playbook(
+        "playbooks/deploy_schema.yml", "-e", f"deploy_schema_path={directory}", "-v"
+    )
+
+    assert process.returncode != 0
+    assert play_recap(process.stdout)["failed"] == 1
+    fatal = next(line for line in process.stdout.splitlines() if line.startswith("fatal:"))
+    # The recap counts failed tasks only as failures, so the task result itself must say
+    # that V1 was committed.
+    assert '"changed": true' in fatal
+    assert '"version": "1"' in fatal
+    assert [row["version"] for row in history_rows(database)] == ["1"]

@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
-from psycopg2 import sql
-
-from .errors import ExecutionError
+from .errors import ExecutionError, MigrationError
 from .execution import PreparedMigration, run_statements, server_message
 from .sources import Migration
 from .steps import (
@@ -25,6 +24,13 @@ from .steps import (
     with_note,
 )
 
+# Imported only where installed, so that the file imports without psycopg2. The modules
+# check connection.HAS_PSYCOPG2 before they call in here.
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by the module as a missing requirement
+    pass
+
 LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
 
@@ -34,17 +40,22 @@ def apply_all(
 ) -> list[dict[str, Any]]:
     """Apply each prepared migration in order; return the reports of those applied."""
     applied: list[dict[str, Any]] = []
-    for item in prepared:
-        stays = stays_message(item.migration, applied, current_version)
-        if item.no_transaction:
-            elapsed = _apply_without_transaction(context, item)
-        else:
-            elapsed = with_lock_retries(
-                context,
-                item,
-                lambda item=item, stays=stays: _apply_in_transaction(context, item, stays),
-            )
-        applied.append(report(item.migration, elapsed, verified=True))
+    try:
+        for item in prepared:
+            stays = stays_message(item.migration, applied, current_version)
+            if item.no_transaction:
+                elapsed = _apply_without_transaction(context, item)
+            else:
+                elapsed = with_lock_retries(
+                    context,
+                    item,
+                    functools.partial(_apply_in_transaction, context, item, stays),
+                )
+            applied.append(report(item.migration, elapsed, verified=True))
+    except MigrationError as error:
+        # The migrations before the failing one are committed: the task changed the database.
+        error.result = {"changed": bool(applied), "applied": applied}
+        raise
     return applied
 
 
@@ -165,7 +176,7 @@ def _apply_without_transaction(context: RunContext, item: PreparedMigration) -> 
             for statement in item.statements:
                 single = PreparedMigration(migration, [statement], no_transaction=True)
                 elapsed += with_lock_retries(
-                    context, item, lambda single=single: run_statements(cursor, single, stays)
+                    context, item, functools.partial(run_statements, cursor, single, stays)
                 )
         except ExecutionError as error:
             cursor.execute(

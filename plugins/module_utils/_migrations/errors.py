@@ -10,7 +10,13 @@ from __future__ import annotations
 
 
 class MigrationError(Exception):
-    """Base class of every failure the engine expects and explains."""
+    """Base class of every failure the engine expects and explains.
+
+    ``result`` holds task result keys that stay true despite the failure, such as the
+    migrations a run committed before one failed.
+    """
+
+    result: dict[str, object] | None = None
 
 
 class SourceError(MigrationError):
