@@ -19,6 +19,7 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.sourc
     load_sources,
     parse_source,
     read_directories,
+    version_key,
 )
 
 NAME_PATTERNS = (
@@ -276,7 +277,7 @@ def migration_tree(tmp_path: Path) -> Path:
 
 
 def test_read_directories_scripts(migration_tree: Path) -> None:
-    scripts = [script for script, _ in read_directories([str(migration_tree)])]
+    scripts = [script for script, _text in read_directories([str(migration_tree)])]
     assert scripts == [
         "V5__top_level.sql",
         "schema/V1__create_customers.sql",
@@ -295,7 +296,7 @@ def test_read_directories_several(tmp_path: Path) -> None:
     write(tmp_path / "base" / "V1__a.sql", "SELECT 1;\n")
     write(tmp_path / "extra" / "sub" / "V2__b.sql", "SELECT 2;\n")
     directories = [str(tmp_path / "base"), str(tmp_path / "extra")]
-    scripts = [script for script, _ in read_directories(directories)]
+    scripts = [script for script, _text in read_directories(directories)]
     assert scripts == ["V1__a.sql", "sub/V2__b.sql"]
 
 
@@ -313,3 +314,26 @@ def test_read_directories_missing(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as excinfo:
         read_directories([missing])
     assert str(excinfo.value) == f"Migration directory {missing!r} not found."
+
+
+@pytest.mark.parametrize("version", ["-1", "1..2", "1.", "", "1a", " 1"])
+def test_version_key_rejects_non_versions(version: str) -> None:
+    with pytest.raises(ValueError, match="invalid version"):
+        version_key(version)
+
+
+def test_read_directories_skips_hidden_files(tmp_path: Path) -> None:
+    (tmp_path / "V1__create.sql").write_text("SELECT 1;\n", encoding="utf-8")
+    (tmp_path / ".#V1__create.sql").write_text("lock\n", encoding="utf-8")
+
+    assert [script for script, _ in read_directories([str(tmp_path)])] == ["V1__create.sql"]
+
+
+def test_upper_case_extension_is_invalid_name(tmp_path: Path) -> None:
+    (tmp_path / "V1__create.SQL").write_text("SELECT 1;\n", encoding="utf-8")
+    files = read_directories([str(tmp_path)])
+
+    with pytest.raises(
+        SourceError, match=re.escape("Invalid migration file name 'V1__create.SQL'")
+    ):
+        load_sources(files)

@@ -12,14 +12,19 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import psycopg2
-
 from .connection import ConnectionSettings, connect
 from .engine import RunOptions, RunResult, run
 from .errors import MigrationError, SourceError
 from .execution import server_message
 from .sources import TEMPLATE_SUFFIX, Migration, load_sources, read_directories
 from .steps import label
+
+# Imported only where installed, so that the file imports without psycopg2. The modules
+# check connection.HAS_PSYCOPG2 before they call in here.
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - reported by the module as a missing requirement
+    pass
 
 CONNECTION_OPTIONS = (
     "login_host",
@@ -51,7 +56,8 @@ def application_name(params: dict[str, Any], module: str) -> str:
 
 def connection_settings(params: dict[str, Any], application: str) -> ConnectionSettings:
     """Build ConnectionSettings from module parameters."""
-    settings = ConnectionSettings(**{name: params.get(name) for name in CONNECTION_OPTIONS})
+    options: dict[str, Any] = {name: params.get(name) for name in CONNECTION_OPTIONS}
+    settings = ConnectionSettings(**options)
     settings.connect_params = dict(params.get("connect_params") or {})
     settings.application_name = application
     return settings
@@ -64,7 +70,7 @@ def collect_sources(params: dict[str, Any]) -> list[Migration]:
         files = [(item["script"], item["content"]) for item in passed]
     else:
         files = read_directories(list(params["path"]))
-        templates = [script for script, _ in files if script.endswith(TEMPLATE_SUFFIX)]
+        templates = [script for script, _text in files if script.endswith(TEMPLATE_SUFFIX)]
         if templates:
             raise SourceError(
                 f"Template migrations {', '.join(templates)} must be rendered by the "
@@ -81,6 +87,9 @@ def migrate(
     Warnings go to ``warn``. Raises MigrationError subclasses for every expected failure.
     """
     sources = collect_sources(params)
+    for name in ("history_schema", "history_table"):
+        if not params[name]:
+            raise MigrationError(f"{name} must not be empty.")
     options = RunOptions(
         history_schema=params["history_schema"],
         history_table=params["history_table"],

@@ -12,7 +12,7 @@ from . import adopt, safety
 from .apply import apply_all
 from .blockers import BlockerWatch
 from .errors import MigrationError, PlanError
-from .execution import prepare, server_message
+from .execution import PreparedMigration, prepare, server_message
 from .history import HistoryRow, HistoryTable
 from .lock import migration_lock
 from .planner import DriftPolicy, Plan, make_plan
@@ -116,7 +116,9 @@ def run(
     return result
 
 
-def _execute(context: RunContext, prepared: list, plan: Plan) -> list[dict[str, Any]]:
+def _execute(
+    context: RunContext, prepared: list[PreparedMigration], plan: Plan
+) -> list[dict[str, Any]]:
     if not prepared:
         return []
     context.watch.start()
@@ -128,12 +130,14 @@ def _execute(context: RunContext, prepared: list, plan: Plan) -> list[dict[str, 
         context.watch.stop()
 
 
-def _lint(context: RunContext, prepared: list) -> list[dict[str, Any]]:
+def _lint(context: RunContext, prepared: list[PreparedMigration]) -> list[dict[str, Any]]:
     """Check the pending migrations for statements that lock or rewrite existing tables.
 
     Findings become warnings, or with ``safety_lint: fail`` a PlanError before anything runs.
     """
     options = context.options
+    # Undo scripts drop what their migration created; that is their purpose, not a risk.
+    prepared = [item for item in prepared if item.migration.kind != UNDO]
     if options.safety_lint == "off" or not prepared:
         return []
     connection = context.connection
@@ -172,7 +176,8 @@ def _standard_conforming_strings(connection: Any) -> bool:
     """Return the session's default, which RESET ALL restores before each migration."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_catalog.current_setting('standard_conforming_strings')")
-        return cursor.fetchone()[0] == "on"
+        setting: str = cursor.fetchone()[0]
+        return setting == "on"
 
 
 def _read_history(connection: Any, history: HistoryTable) -> tuple[bool, list[HistoryRow]]:

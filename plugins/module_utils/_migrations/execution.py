@@ -10,11 +10,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg2 import sql
-
 from .errors import ExecutionError, ScanError
 from .scanner import Statement, needs_autocommit, scan
 from .sources import Migration
+
+# Imported only where installed, so that the file imports without psycopg2. The modules
+# check connection.HAS_PSYCOPG2 before they call in here.
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by the module as a missing requirement
+    pass
 
 NO_TRANSACTION_DIRECTIVE = "-- dbops:no-transaction"
 _DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*dbops:no-transaction[ \t]*$", re.MULTILINE)
@@ -108,6 +113,8 @@ def execution_error(
     primary = (diag.message_primary if diag else None) or _first_line(error)
     line = statement.line + _lines_before(statement.text, diag.statement_position if diag else None)
     where = f"{migration.script}, line {line}"
+    if migration.script.endswith(".j2"):
+        where += " of the rendered SQL"
     message = f"Migration {migration.label} ({where}) failed: {primary}"
     message += f" (SQLSTATE {sqlstate})." if sqlstate else "."
     detail = diag.message_detail if diag else None

@@ -23,6 +23,7 @@ TEMPLATE_SUFFIX = ".j2"
 _VERSIONED_NAME = re.compile(
     r"^(?P<prefix>[VU])(?P<version>\d+(?:[._]\d+)*)__(?P<description>.+)\.sql$"
 )
+_VERSION = re.compile(r"^\d+(?:[._]\d+)*$")
 _REPEATABLE_NAME = re.compile(r"^R__(?P<description>.+)\.sql$")
 _BOM = "\ufeff"
 
@@ -40,7 +41,12 @@ def checksum(text: str) -> str:
 
 
 def version_key(version: str) -> tuple[int, ...]:
-    """Return the numeric sort key of a dotted version; trailing zero parts do not count."""
+    """Return the numeric sort key of a dotted version; trailing zero parts do not count.
+
+    Raises ValueError when ``version`` is not digits separated by dots or underscores.
+    """
+    if not _VERSION.match(version):
+        raise ValueError(f"invalid version {version!r}")
     parts = [int(part) for part in re.split(r"[._]", version)]
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
@@ -178,7 +184,11 @@ def read_directories(paths: list[str]) -> list[tuple[str, str]]:
         for directory, subdirs, names in os.walk(top):
             subdirs.sort()
             for name in sorted(names):
-                if not name.endswith((".sql", ".sql" + TEMPLATE_SUFFIX)):
+                # Hidden files, such as editors' lock files, are not migrations; a name that
+                # ends in .sql in another case is, so that its invalid name is reported.
+                if name.startswith(".") or not name.lower().endswith(
+                    (".sql", ".sql" + TEMPLATE_SUFFIX)
+                ):
                     continue
                 full = os.path.join(directory, name)
                 script = os.path.relpath(full, top).replace(os.sep, "/")
