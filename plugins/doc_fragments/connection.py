@@ -78,5 +78,6 @@ options:
         create belong to this role.
     type: str
 requirements:
+  - Python 3.11 or later on the host that runs the module
   - psycopg2 on the host that runs the module
 """

@@ -20,9 +20,11 @@ description:
     table, in the same transaction. With O(only_due), views whose interval has not yet passed
     are skipped, which suits a frequent schedule.
 version_added: 0.1.0
-author: dbops.migrations contributors
+author: dbops.migrations contributors (!UNKNOWN)
 extends_documentation_fragment:
   - dbops.migrations.connection
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
 options:
   names:
     description:
@@ -83,6 +85,12 @@ attributes:
         is refreshed and the tracking table is not written.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
+  action_group:
+    support: full
+    membership:
+      - dbops.migrations.postgresql
 notes:
   - Refreshing needs ownership of the view, or on PostgreSQL 17 and later the C(MAINTAIN)
     privilege.
@@ -115,6 +123,14 @@ EXAMPLES = r"""
       - reporting.v_match_rate_by_tenant
     concurrently: always
     lock_timeout: 30s
+
+- name: Preview which views are due and how each would be refreshed, refreshing nothing
+  dbops.migrations.postgresql_matview_refresh:
+    schema: public
+    tracking_table: public.materialized_view_refresh
+    only_due: true
+  check_mode: true
+  register: refresh_preview
 """
 
 RETURN = r"""
@@ -126,6 +142,23 @@ refreshed:
   returned: always
   type: list
   elements: dict
+  contains:
+    name:
+      description: Schema-qualified name of the view.
+      type: str
+      sample: public.v_dispatch_summary
+    concurrently:
+      description: Whether the view was refreshed with C(CONCURRENTLY).
+      type: bool
+      sample: true
+    reason:
+      description: Why that method was chosen.
+      type: str
+      sample: "concurrent refresh: populated, with usable unique index idx_v_dispatch_summary"
+    duration_ms:
+      description: Milliseconds the refresh took; 0 in check mode.
+      type: int
+      sample: 412
   sample:
     - name: public.v_dispatch_summary
       concurrently: true
@@ -144,6 +177,17 @@ not_refreshed:
   returned: always
   type: list
   elements: dict
+  contains:
+    name:
+      description: Schema-qualified name of the view.
+      type: str
+      sample: public.v_dispatch_summary
+    reason:
+      description: When the view was last refreshed, its interval, and when it is next due.
+      type: str
+      sample: >-
+        not due: last refreshed at 2026-03-02 09:14:07, every 5 minutes, next due at
+        2026-03-02 09:19:07
   sample:
     - name: public.v_dispatch_summary
       reason: >-

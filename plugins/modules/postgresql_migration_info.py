@@ -204,8 +204,8 @@ pending:
   description:
     - Migration files a run would apply, in the order it applies them. Empty without O(path).
     - A versioned file is pending when its version is not in RV(applied), including one whose
-      earlier attempt is in RV(failed) or that an undo script reverted. A repeatable file is
-      pending when its checksum differs from its latest successful row. Undo scripts
+      earlier attempt is in RV(failed_migrations) or that an undo script reverted. A repeatable
+      file is pending when its checksum differs from its latest successful row. Undo scripts
       (C(U<version>__<description>.sql)) are never pending.
     - RV(pending[].type) is V(versioned) or V(repeatable).
   returned: always
@@ -285,7 +285,9 @@ history_table:
   type: str
   sample: public.schema_migrations
 history_table_exists:
-  description: Whether the history table exists. When false, RV(applied) and RV(failed) are empty.
+  description:
+    - Whether the history table exists. When false, RV(applied) and RV(failed_migrations) are
+      empty.
   returned: always
   type: bool
   sample: true

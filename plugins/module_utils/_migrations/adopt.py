@@ -83,7 +83,7 @@ def accept_checksums(context: RunContext, plan: Plan) -> list[str]:
             f"accept_checksums {done} checksum {source.checksum} in place of {row.checksum}. "
             f"No SQL of V{row.version} ran."
         )
-    return [source.version for _, source in plan.accepted if source.version]
+    return [source.version for _row, source in plan.accepted if source.version]
 
 
 def baseline(

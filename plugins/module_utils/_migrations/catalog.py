@@ -22,11 +22,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg2
-from psycopg2 import extensions
-
 from .errors import MigrationError
 from .execution import server_message
+
+# Imported only where installed, so that the file imports without psycopg2. The modules
+# check connection.HAS_PSYCOPG2 before they call in here.
+try:
+    import psycopg2
+    from psycopg2 import extensions
+except ImportError:  # pragma: no cover - reported by the module as a missing requirement
+    pass
 
 __all__ = [
     "ACTIONS",
@@ -166,7 +171,8 @@ class Extension(CatalogObject):
         return f"version {self.version} in schema {self.schema}"
 
     def changes_from(self, old: CatalogObject) -> list[str]:
-        assert isinstance(old, Extension)
+        if not isinstance(old, Extension):
+            raise AssertionError
         return _value_changes("version", old.version, self.version)
 
 
@@ -190,7 +196,8 @@ class Type(CatalogObject):
         return f"{self.variety} {self.definition}"
 
     def changes_from(self, old: CatalogObject) -> list[str]:
-        assert isinstance(old, Type)
+        if not isinstance(old, Type):
+            raise AssertionError
         changes = _recreated(old, self)
         if self.variety == "enum" and old.variety == "enum":
             changes += _label_changes(old.labels, self.labels)
@@ -233,7 +240,8 @@ class Sequence(CatalogObject):
         return " ".join(clause for clause in self.clauses() if clause != "OWNED BY NONE")
 
     def changes_from(self, old: CatalogObject) -> list[str]:
-        assert isinstance(old, Sequence)
+        if not isinstance(old, Sequence):
+            raise AssertionError
         changes = _recreated(old, self)
         pairs = zip(old.clauses(), self.clauses(), strict=True)
         return changes + [f"{before} -> {after}" for before, after in pairs if before != after]
@@ -257,7 +265,8 @@ class Table(CatalogObject):
         return f"({details})"
 
     def changes_from(self, old: CatalogObject) -> list[str]:
-        assert isinstance(old, Table)
+        if not isinstance(old, Table):
+            raise AssertionError
         changes = _recreated(old, self)
         return changes + _value_changes("options", old.options or None, self.options or None)
 
@@ -269,7 +278,8 @@ class Relation(CatalogObject):
     definition: str
 
     def changes_from(self, old: CatalogObject) -> list[str]:
-        assert isinstance(old, Relation)
+        if not isinstance(old, Relation):
+            raise AssertionError
         changes = _recreated(old, self)
         if old.definition != self.definition:
             changes.append("definition changed")
@@ -310,7 +320,8 @@ class Column(CatalogObject):
         return " ".join(parts)
 
     def changes_from(self, old: CatalogObject) -> list[str]:
-        assert isinstance(old, Column)
+        if not isinstance(old, Column):
+            raise AssertionError
         changes = _value_changes("type", old.type, self.type)
         if old.not_null != self.not_null:
             changes.append("NOT NULL added" if self.not_null else "NOT NULL removed")
@@ -334,7 +345,8 @@ class Constraint(CatalogObject):
         return self.definition.removeprefix(_CONSTRAINT_KEYWORDS.get(self.kind, ""))
 
     def changes_from(self, old: CatalogObject) -> list[str]:
-        assert isinstance(old, Constraint)
+        if not isinstance(old, Constraint):
+            raise AssertionError
         return _value_changes("definition", old.describe(), self.describe())
 
 
@@ -359,7 +371,8 @@ class Index(CatalogObject):
         return f"on {self.relation_label} {self.method}"
 
     def changes_from(self, old: CatalogObject) -> list[str]:
-        assert isinstance(old, Index)
+        if not isinstance(old, Index):
+            raise AssertionError
         before = f"{old.display_kind} {old.describe()}"
         after = f"{self.display_kind} {self.describe()}"
         return [f"{before} -> {after}"] if before != after else []
@@ -380,7 +393,8 @@ class Routine(CatalogObject):
         return f"returns {self.result}" if self.result else ""
 
     def changes_from(self, old: CatalogObject) -> list[str]:
-        assert isinstance(old, Routine)
+        if not isinstance(old, Routine):
+            raise AssertionError
         changes = _value_changes("returns", old.result, self.result)
         if old.definition_hash != self.definition_hash:
             changes.append("definition changed")
@@ -461,15 +475,15 @@ def snapshot(
     with _catalog_session(cursor):
         namespaces = _read_namespaces(cursor, schemas)
         params = {
-            "namespaces": [oid for oid, _ in namespaces],
+            "namespaces": [oid for oid, _schema in namespaces],
             "excluded": _excluded_oids(cursor, exclude),
         }
-        objects = [schema for _, schema in namespaces]
+        objects = [schema for _oid, schema in namespaces]
         for query, build_object in _READERS:
             cursor.execute(query, params)
             objects += [build_object(row) for row in cursor.fetchall()]
     ordered = sorted(objects, key=lambda item: item.key)
-    names = tuple(sorted(schema.name for _, schema in namespaces))
+    names = tuple(sorted(schema.name for _oid, schema in namespaces))
     return Snapshot(schemas=names, objects={item.key: item for item in ordered})
 
 
@@ -559,7 +573,10 @@ def _excluded_oids(cursor: Any, exclude: Collection[tuple[str, str]]) -> list[in
     pairs = sorted(exclude)
     cursor.execute(
         _EXCLUDED,
-        {"schemas": [schema for schema, _ in pairs], "names": [name for _, name in pairs]},
+        {
+            "schemas": [schema for schema, _name in pairs],
+            "names": [name for _schema, name in pairs],
+        },
     )
     return [row[0] for row in cursor.fetchall()]
 

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg2 import sql
+# Imported only where installed, so that the file imports without psycopg2. The modules
+# check connection.HAS_PSYCOPG2 before they call in here.
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by the module as a missing requirement
+    pass
 
 # Row types written to the history table's "type" column.
 TYPE_SQL = "SQL"

@@ -59,7 +59,8 @@ def _acquire(cursor: Any, key: int, wait_seconds: float, name: str) -> int:
         cursor.execute(
             "SELECT pg_catalog.pg_try_advisory_lock(%s), pg_catalog.pg_backend_pid()", (key,)
         )
-        locked, pid = cursor.fetchone()
+        row: tuple[bool, int] = cursor.fetchone()
+        locked, pid = row
         if locked:
             return pid
         remaining = deadline - time.monotonic()

@@ -18,11 +18,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psycopg2
-from psycopg2 import sql
-
 from .errors import MigrationError
 from .execution import server_message
+
+# Imported only where installed, so that the file imports without psycopg2. The modules
+# check connection.HAS_PSYCOPG2 before they call in here.
+try:
+    import psycopg2
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by the module as a missing requirement
+    pass
 
 CONCURRENTLY_AUTO = "auto"
 CONCURRENTLY_ALWAYS = "always"
@@ -196,7 +201,8 @@ def _lookup(cursor: Any, name: str) -> tuple[Any, ...] | None:
         cursor.execute(_BY_OID, (name,))
     except psycopg2.Error:
         return None
-    return cursor.fetchone()
+    row: tuple[Any, ...] | None = cursor.fetchone()
+    return row
 
 
 def views_in_schema(cursor: Any, schema: str) -> list[MaterializedView]:
@@ -233,7 +239,7 @@ def dependency_order(cursor: Any, views: list[MaterializedView]) -> list[Materia
     heapq.heapify(ready)
     ordered: list[MaterializedView] = []
     while ready:
-        _, oid = heapq.heappop(ready)
+        _name, oid = heapq.heappop(ready)
         ordered.append(by_oid[oid])
         for reader in readers[oid]:
             sources[reader].discard(oid)
@@ -353,7 +359,8 @@ def _lookup_tracking(cursor: Any, name: str) -> tuple[Any, ...] | None:
         cursor.execute(_TRACKING_TABLE, (name,))
     except psycopg2.Error:
         return None
-    return cursor.fetchone()
+    row: tuple[Any, ...] | None = cursor.fetchone()
+    return row
 
 
 def not_due_reason(schedule: Schedule) -> str:
@@ -426,7 +433,7 @@ def _plan(
         concurrently, reason = choose_method(view, options.concurrently)
         planned.append((view, concurrently, reason))
     if options.concurrently == CONCURRENTLY_ALWAYS:
-        check_always([view for view, _, _ in planned])
+        check_always([view for view, _concurrently, _reason in planned])
     return planned
 
 

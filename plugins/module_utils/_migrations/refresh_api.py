@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg2
-
 from .api import application_name, connection_settings
 from .connection import connect
 from .errors import MigrationError
@@ -26,6 +24,13 @@ from .refresh import (
     resolve_names,
     views_in_schema,
 )
+
+# Imported only where installed, so that the file imports without psycopg2. The modules
+# check connection.HAS_PSYCOPG2 before they call in here.
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - reported by the module as a missing requirement
+    pass
 
 
 def refresh_materialized_views(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:

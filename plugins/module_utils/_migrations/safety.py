@@ -85,27 +85,21 @@ class Catalog(Protocol):
 
     def current_schema(self) -> str:
         """Return the schema that an unqualified CREATE TABLE creates its table in."""
-        ...
 
     def table(self, written: str) -> TableFacts | None:
         """Return the table that a name as written in SQL resolves to, or None."""
-        ...
 
     def has_rows(self, table: TableFacts) -> bool:
         """Tell whether the table has at least one row."""
-        ...
 
     def column_type(self, table: TableFacts, column: str) -> str | None:
         """Return the column's type as ``format_type()`` spells it, or None if not found."""
-        ...
 
     def not_null_checks(self, table: TableFacts) -> set[str]:
         """Return the columns that a validated CHECK (column IS NOT NULL) covers."""
-        ...
 
     def volatility(self, functions: Iterable[str]) -> dict[str, str]:
         """Map each function name found to its most volatile ``provolatile`` (i, s or v)."""
-        ...
 
 
 _TABLE_QUERY = """
@@ -468,7 +462,7 @@ def _parse_add(tokens: list[_Token]) -> _Action:
     if _upper_at(tokens, 1) in _CONSTRAINT_STARTS:
         name = None
         if tokens[1].upper == "CONSTRAINT":
-            name, _ = _read_name(tokens, 2)
+            name = _read_name(tokens, 2)[0]
         return _Action("add_constraint", tokens, name=name)
     index = _skip(tokens, 1, "COLUMN")
     index = _skip(tokens, index, "IF", "NOT", "EXISTS")
@@ -527,26 +521,26 @@ def _parse_drop(tokens: list[_Token]) -> _Action:
         return _Action("other", tokens)
     index = _skip(tokens, 1, "COLUMN")
     index = _skip(tokens, index, "IF", "EXISTS")
-    name, _ = _read_name(tokens, index)
+    name = _read_name(tokens, index)[0]
     return _Action("drop_column", tokens, name=name) if name else _Action("other", tokens)
 
 
 def _parse_rename(tokens: list[_Token]) -> _Action:
     if _upper_at(tokens, 1) == "TO":
-        new_name, _ = _read_name(tokens, 2)
+        new_name = _read_name(tokens, 2)[0]
         return _Action("rename_table", tokens, new_name=new_name)
     if _upper_at(tokens, 1) == "CONSTRAINT":
         return _Action("other", tokens)
     index = _skip(tokens, 1, "COLUMN")
     name, index = _read_name(tokens, index)
-    new_name, _ = _read_name(tokens, _skip(tokens, index, "TO"))
+    new_name = _read_name(tokens, _skip(tokens, index, "TO"))[0]
     return _Action("rename_column", tokens, name=name, new_name=new_name)
 
 
 def _parse_validate(tokens: list[_Token]) -> _Action:
     if _upper_at(tokens, 1) != "CONSTRAINT":
         return _Action("other", tokens)
-    name, _ = _read_name(tokens, 2)
+    name = _read_name(tokens, 2)[0]
     return _Action("validate", tokens, name=name)
 
 
@@ -572,7 +566,7 @@ def _parse_create_index(tokens: list[_Token]) -> _Index | None:
     concurrently = _upper_at(tokens, index + 1) == "CONCURRENTLY"
     for position, token in enumerate(tokens):
         if token.depth == 0 and token.upper == "ON":
-            table, _ = _read_name(tokens, _skip(tokens, position + 1, "ONLY"))
+            table = _read_name(tokens, _skip(tokens, position + 1, "ONLY"))[0]
             return _Index(table, concurrently) if table else None
     return None
 
@@ -589,7 +583,7 @@ def _parse_create_table(tokens: list[_Token]) -> tuple[_Name, bool] | None:
     if _upper_at(tokens, index) != "TABLE":
         return None
     after = _skip(tokens, index + 1, "IF", "NOT", "EXISTS")
-    name, _ = _read_name(tokens, after)
+    name = _read_name(tokens, after)[0]
     return (name, after != index + 1) if name else None
 
 
@@ -738,7 +732,8 @@ def _add_column_not_null_without_default(run: _Run, view: _View) -> list[_Hit]:
     hits = []
     for action in view.actions("add_column"):
         column = action.column
-        assert view.alter is not None and column is not None
+        if view.alter is None or column is None:
+            raise AssertionError
         if not column.not_null or column.has_default:
             continue
         if run.tables.existing(view.alter.table) is None:
@@ -798,7 +793,8 @@ def _rewrite_reason(run: _Run, column: _Column) -> str | None:
         return "the default nextval() of a serial column is volatile"
     if not column.has_default:
         return None
-    assert column.default is not None
+    if column.default is None:
+        raise AssertionError
     if run.server_version < 110000:
         return "before PostgreSQL 11 a default other than NULL is written into every row"
     functions = _called_functions(column.default)
@@ -820,7 +816,8 @@ def _add_column_rewrites_table(run: _Run, view: _View) -> list[_Hit]:
     hits = []
     for action in view.actions("add_column"):
         column = action.column
-        assert view.alter is not None and column is not None
+        if view.alter is None or column is None:
+            raise AssertionError
         if not column.has_default or run.table_with_rows(view.alter.table) is None:
             continue
         reason = _rewrite_reason(run, column)
@@ -888,7 +885,8 @@ def _add_constraint_without_not_valid(run: _Run, view: _View) -> list[_Hit]:
 
 
 def _validated_in_same_transaction(run: _Run, view: _View) -> list[_Hit]:
-    assert view.alter is not None
+    if view.alter is None:
+        raise AssertionError
     table = view.alter.table
     hits = []
     for action in view.actions("validate"):
@@ -955,7 +953,8 @@ def _binary_coercible(old: str, new: str) -> bool:
 
 def _type_change_detail(run: _Run, facts: TableFacts, view: _View, action: _Action) -> str | None:
     """Say why a type change rewrites the table, or return None if it is known not to."""
-    assert action.name is not None
+    if action.name is None:
+        raise AssertionError
     type_tokens = []
     for token in action.type_tokens:
         if token.depth == 0 and token.upper in ("USING", "COLLATE"):
@@ -979,7 +978,8 @@ def _alter_column_type_rewrites_table(run: _Run, view: _View) -> list[_Hit]:
     actions = view.actions("alter_type")
     if not actions:
         return []
-    assert view.alter is not None
+    if view.alter is None:
+        raise AssertionError
     facts = run.table_with_rows(view.alter.table)
     if facts is None:
         return []
@@ -988,7 +988,8 @@ def _alter_column_type_rewrites_table(run: _Run, view: _View) -> list[_Hit]:
         detail = _type_change_detail(run, facts, view, action)
         if detail is None:
             continue
-        assert action.name is not None
+        if action.name is None:
+            raise AssertionError
         hits.append(
             _Hit(
                 view.line_of(action.tokens[0]),
@@ -1006,13 +1007,15 @@ def _drop_column(run: _Run, view: _View) -> list[_Hit]:
     actions = view.actions("drop_column")
     if not actions:
         return []
-    assert view.alter is not None
+    if view.alter is None:
+        raise AssertionError
     table = view.alter.table
     if run.tables.existing(table) is None:
         return []
     hits = []
     for action in actions:
-        assert action.name is not None
+        if action.name is None:
+            raise AssertionError
         name = action.name.written
         hits.append(
             _Hit(
@@ -1080,14 +1083,16 @@ def _set_not_null_on_large_table(run: _Run, view: _View) -> list[_Hit]:
     actions = view.actions("set_not_null")
     if not actions:
         return []
-    assert view.alter is not None
+    if view.alter is None:
+        raise AssertionError
     table = view.alter.table
     facts = run.tables.existing(table)
     if facts is None or facts.reltuples < run.large_table_rows:
         return []
     hits = []
     for action in actions:
-        assert action.name is not None
+        if action.name is None:
+            raise AssertionError
         if run.server_version >= 120000 and _proven_not_null(run, table, facts, action.name):
             continue
         hits.append(_set_not_null_hit(run, view, facts, action))
@@ -1101,7 +1106,8 @@ def _proven_not_null(run: _Run, table: _Name, facts: TableFacts, column: _Name) 
 
 
 def _set_not_null_hit(run: _Run, view: _View, facts: TableFacts, action: _Action) -> _Hit:
-    assert view.alter is not None and action.name is not None
+    if view.alter is None or action.name is None:
+        raise AssertionError
     column = action.name.written
     if run.server_version >= 120000:
         instead = (
@@ -1138,7 +1144,8 @@ def _takes_strong_lock(view: _View) -> bool:
 
 
 def _no_transaction_without_lock_timeout(run: _Run, view: _View) -> list[_Hit]:
-    assert run.prepared is not None
+    if run.prepared is None:
+        raise AssertionError
     if not run.prepared.no_transaction or run.lock_timeout_set or not _takes_strong_lock(view):
         return []
     return [
@@ -1206,7 +1213,8 @@ def _follow_constraints(run: _Run, alter: _AlterTable) -> None:
         if action.kind != "add_constraint":
             continue
         if _not_valid(action) and action.name is not None:
-            assert run.prepared is not None
+            if run.prepared is None:
+                raise AssertionError
             if not run.prepared.no_transaction:
                 run.not_valid_in_migration.add((key, action.name.last))
         column = _not_null_check_column(action)

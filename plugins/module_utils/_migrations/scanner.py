@@ -151,8 +151,8 @@ def scan(text: str, standard_conforming_strings: bool = True) -> ScanResult:
             match = _META_COMMAND.match(text, cursor.pos)
             command = match.group(0) if match else "\\"
             result.problems.append((line_of(cursor.pos), _meta_command_problem(command)))
-            end = text.find("\n", cursor.pos)
-            cursor.pos = length if end < 0 else end
+            line_end = text.find("\n", cursor.pos)
+            cursor.pos = length if line_end < 0 else line_end
         elif char == ";" and cursor.paren_depth == 0 and cursor.body_depth == 0:
             cursor.mark()
             cursor.pos += 1
@@ -180,7 +180,8 @@ def scan(text: str, standard_conforming_strings: bool = True) -> ScanResult:
 
 
 def _finish(cursor: _Cursor, line_of: object) -> Statement:
-    assert cursor.start is not None
+    if cursor.start is None:
+        raise AssertionError
     text = cursor.text[cursor.start : cursor.pos]
     return Statement(
         text=text,

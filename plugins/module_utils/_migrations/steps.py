@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg2 import sql
-
 from .blockers import BlockerWatch
 from .errors import ExecutionError, MigrationError
 from .execution import PreparedMigration, run_statements, session_reset, timeouts
@@ -23,6 +21,13 @@ from .history import (
 )
 from .sources import REPEATABLE, UNDO, Migration
 from .views import run_repeatable
+
+# Imported only where installed, so that the file imports without psycopg2. The modules
+# check connection.HAS_PSYCOPG2 before they call in here.
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by the module as a missing requirement
+    pass
 
 CHECK_EXECUTE = "execute"
 CHECK_PLAN = "plan"

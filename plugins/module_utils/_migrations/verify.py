@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg2 import sql
-
 from . import catalog
 from .errors import ExecutionError
 from .execution import NO_TRANSACTION_DIRECTIVE, PreparedMigration
@@ -20,6 +18,13 @@ from .steps import (
     rollback,
     run_migration_sql,
 )
+
+# Imported only where installed, so that the file imports without psycopg2. The modules
+# check connection.HAS_PSYCOPG2 before they call in here.
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by the module as a missing requirement
+    pass
 
 NOTHING_WRITTEN = "Check mode: nothing was written, and the database is unchanged."
 
@@ -48,7 +53,7 @@ def verify_all(context: RunContext, prepared: list[PreparedMigration]) -> list[d
             for item in prepared:
                 reports.append(_verify_one(context, cursor, item, skipped, bool(reports)))
             if before is not None:
-                changes = catalog.diff(before, _snapshot(context, cursor))
+                changes = catalog.diff(before, _catalog_snapshot(context, cursor))
                 context.schema_changes = catalog.render(changes)
         finally:
             rollback(context.connection)
@@ -59,6 +64,11 @@ def _snapshot(context: RunContext, cursor: Any) -> catalog.Snapshot | None:
     """Take a catalog snapshot for the schema diff, when the run asked for one."""
     if not context.options.schema_diff:
         return None
+    return _catalog_snapshot(context, cursor)
+
+
+def _catalog_snapshot(context: RunContext, cursor: Any) -> catalog.Snapshot:
+    """Take a catalog snapshot for the schema diff, leaving out the history table."""
     history = context.history
     return catalog.snapshot(cursor, exclude={(history.schema, history.table)})
 

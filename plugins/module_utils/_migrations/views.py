@@ -17,10 +17,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg2 import sql
-
 from .errors import ExecutionError
 from .execution import PreparedMigration, run_statements, server_message
+
+# Imported only where installed, so that the file imports without psycopg2. The modules
+# check connection.HAS_PSYCOPG2 before they call in here.
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by the module as a missing requirement
+    pass
 
 RECREATE_SQLSTATES = {"42P16", "42809", "42P07"}
 
@@ -172,9 +177,7 @@ def _save(cursor: Any, oid: int) -> SavedView:
     cursor.execute(_RELATION, (oid,))
     schema, name, kind, definition, populated, comment, owner = cursor.fetchone()
     cursor.execute(_GRANTS, (oid,))
-    grants = [
-        (grantee, privilege, grantable) for grantee, privilege, grantable in cursor.fetchall()
-    ]
+    grants = list(cursor.fetchall())
     cursor.execute(_COLUMN_COMMENTS, (oid,))
     column_comments = list(cursor.fetchall())
     indexes: list[str] = []
