@@ -41,7 +41,7 @@ __all__ = [
 
 @dataclass
 class RunResult:
-    """What a run did, or in check mode would do."""
+    """Outcome of a run, or in check mode of the run it previews."""
 
     applied: list[dict[str, Any]]
     pending: list[dict[str, Any]]

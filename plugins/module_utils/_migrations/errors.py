@@ -12,7 +12,7 @@ from __future__ import annotations
 class MigrationError(Exception):
     """Base class of every failure the engine expects and explains.
 
-    ``result`` holds task result keys that stay true despite the failure, such as the
+    ``result`` contains task result keys that stay true despite the failure, such as the
     migrations a run committed before one failed.
     """
 

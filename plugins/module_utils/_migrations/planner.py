@@ -13,7 +13,7 @@ from .sources import REPEATABLE, UNDO, VERSIONED, Migration, format_version, ver
 
 @dataclass
 class DriftPolicy:
-    """Which differences between files and history a run accepts; each is off by default."""
+    """Differences between files and history that a run accepts. Each is off by default."""
 
     allow_out_of_order: bool = False
     ignore_missing_files: bool = False
@@ -22,7 +22,7 @@ class DriftPolicy:
 
 @dataclass
 class Plan:
-    """What a run would do: the pending migrations in the order they run."""
+    """Plan of a run: the pending migrations in the order they run."""
 
     pending: list[Migration]
     applied_versions: list[str]
@@ -68,7 +68,7 @@ def make_plan(
         pending_versioned
     )
     pending_versioned = _apply_target(pending_versioned, target)
-    # Repeatable migrations run after every versioned one; while a target holds versioned
+    # Repeatable migrations run after every versioned one; while a target keeps versioned
     # migrations back, the repeatable ones wait for the run that applies them.
     repeatables = [] if held_back else _pending_repeatables(sources, history)
     pending = pending_versioned + repeatables

@@ -37,7 +37,7 @@ _PLAIN_RUN = re.compile(r"[0-9,.:+*<>=!~^&|%@#\[\]{}?`]+")
 # A string body: doubled quotes, and with backslash escapes any escaped character.
 _PLAIN_BODY = re.compile(r"[^']*(?:''[^']*)*'")
 _ESCAPE_BODY = re.compile(r"[^'\\]*(?:(?:''|\\.)[^'\\]*)*'", re.DOTALL)
-# PostgreSQL joins string constants separated only by whitespace that holds a newline, and
+# PostgreSQL joins string constants separated only by whitespace that contains a newline, and
 # the continuation keeps the first part's escape rules.
 _CONTINUATION = re.compile(r"(?:[ \t\f]|--[^\n\r]*)*[\n\r](?:[ \t\f\r\n]|--[^\n\r]*)*'")
 

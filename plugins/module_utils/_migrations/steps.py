@@ -37,7 +37,7 @@ RESOLVE_MARK_APPLIED = "mark_applied"
 
 @dataclass
 class RunOptions:
-    """How one run behaves.
+    """Options of one run.
 
     ``lock_timeout`` and ``statement_timeout`` are PostgreSQL interval strings; the other
     durations are seconds.

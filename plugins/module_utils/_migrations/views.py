@@ -88,7 +88,7 @@ _INDEXES = (
 
 @dataclass
 class SavedView:
-    """What is needed to recreate a view or materialized view and its grants and comments."""
+    """Saved definition of a view or materialized view, with its grants and comments."""
 
     schema: str
     name: str
