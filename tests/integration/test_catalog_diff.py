@@ -23,6 +23,8 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.histo
 from pgcluster import Database
 from playbook_run import REPO_ROOT
 
+pytestmark = pytest.mark.matrix
+
 SHIPPED_SQL = REPO_ROOT / "files" / "sql"
 V1_SCRIPT = "schema/V1__initial_schema.sql"
 V2_SCRIPT = "views/V2__analytics_views.sql"

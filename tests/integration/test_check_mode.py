@@ -45,6 +45,8 @@ from ansible_collections.dbops.migrations.tests.integration.check_support import
 )
 from pgcluster import Database
 
+pytestmark = pytest.mark.matrix
+
 ITEMS_TABLE = "CREATE TABLE items (id integer PRIMARY KEY, name text);\n"
 ADD_NOTE = "ALTER TABLE items ADD COLUMN note text;\n"
 ADD_SKU_NOT_NULL = "ALTER TABLE items ADD COLUMN sku text NOT NULL;\n"
@@ -182,9 +184,9 @@ def test_check_failure_message_matches_real_run(
 def test_shipped_sql_four_steps_report_changed(database: Database) -> None:
     params = module_params(database, SHIPPED_SQL)
 
-    first_check, _ = check(params)
+    first_check, _warnings = check(params)
     first_apply = apply(params)
-    second_check, _ = check(params)
+    second_check, _warnings = check(params)
     second_apply = apply(params)
 
     assert first_check["changed"] is True
@@ -218,7 +220,7 @@ def test_shipped_sql_check_reports_verified_plan(database: Database) -> None:
 def test_check_result_keys_match_real_run(database: Database) -> None:
     params = module_params(database, SHIPPED_SQL)
 
-    checked, _ = check(params)
+    checked, _warnings = check(params)
     applied = apply(params)
 
     assert sorted(checked) == sorted(applied)
@@ -233,7 +235,7 @@ def test_check_after_apply_writes_nothing(database: Database) -> None:
     objects_before = schema_objects(database)
     history_before = database.query("SELECT * FROM public.schema_migrations")
 
-    result, _ = check(params)
+    result, _warnings = check(params)
 
     assert result["msg"] == "No migration pending; the database is at version 3."
     assert result["history_table_created"] is False
@@ -268,7 +270,7 @@ def test_not_null_column_passes_check_on_empty_table(
 ) -> None:
     write_migrations(items_v1_applied, {"V2__items_sku.sql": ADD_SKU_NOT_NULL})
 
-    result, _ = check(module_params(database, items_v1_applied))
+    result, _warnings = check(module_params(database, items_v1_applied))
 
     assert result["changed"] is True
     assert applied_flags(result) == {"2": True}
@@ -315,7 +317,7 @@ def test_check_passes_where_real_run_succeeds(
 ) -> None:
     params = module_params(database, write_migrations(tmp_path, files))
 
-    checked, _ = check(params)
+    checked, _warnings = check(params)
     applied = apply(params)
 
     assert checked["changed"] is True
@@ -329,7 +331,7 @@ def test_no_transaction_migration_is_not_verified(database: Database, tmp_path: 
     files = {name: NO_TRANSACTION_SET[name] for name in list(NO_TRANSACTION_SET)[:3]}
     write_migrations(tmp_path, files)
 
-    result, _ = check(module_params(database, tmp_path))
+    result, _warnings = check(module_params(database, tmp_path))
 
     assert result["changed"] is True
     assert applied_flags(result) == {"1": True, "2": False, "3": True}
@@ -343,7 +345,7 @@ def test_no_transaction_migration_warns(database: Database, tmp_path: Path) -> N
     files = {name: NO_TRANSACTION_SET[name] for name in list(NO_TRANSACTION_SET)[:3]}
     write_migrations(tmp_path, files)
 
-    _, warnings = check(module_params(database, tmp_path))
+    _result, warnings = check(module_params(database, tmp_path))
 
     assert warnings == [NO_TRANSACTION_WARNING]
 
@@ -351,7 +353,7 @@ def test_no_transaction_migration_warns(database: Database, tmp_path: Path) -> N
 def test_dependent_migration_is_not_verified(database: Database, tmp_path: Path) -> None:
     write_migrations(tmp_path, NO_TRANSACTION_SET)
 
-    result, _ = check(module_params(database, tmp_path))
+    result, _warnings = check(module_params(database, tmp_path))
 
     assert applied_flags(result) == {"1": True, "2": False, "3": True, "4": False, "5": True}
 
@@ -359,7 +361,7 @@ def test_dependent_migration_is_not_verified(database: Database, tmp_path: Path)
 def test_dependent_migration_warns(database: Database, tmp_path: Path) -> None:
     write_migrations(tmp_path, NO_TRANSACTION_SET)
 
-    _, warnings = check(module_params(database, tmp_path))
+    _result, warnings = check(module_params(database, tmp_path))
 
     assert warnings == [
         NO_TRANSACTION_WARNING,
@@ -505,7 +507,7 @@ def test_check_resolve_failed_keeps_record(
 def test_check_resolve_failed_warns_truthfully(
     database: Database, failed_v2_recorded: Path, decision: str, claim: str
 ) -> None:
-    _, warnings = check(module_params(database, failed_v2_recorded, resolve_failed=decision))
+    _result, warnings = check(module_params(database, failed_v2_recorded, resolve_failed=decision))
 
     assert warnings
     assert claim not in warnings[0]
@@ -641,7 +643,7 @@ def test_check_fails_on_lock_timeout(database: Database, items_v1_applied: Path)
 
 
 def test_diff_lists_applied_versions(database: Database) -> None:
-    result, _ = check(module_params(database, SHIPPED_SQL))
+    result, _warnings = check(module_params(database, SHIPPED_SQL))
 
     assert result["diff"][0] == {
         "before_header": "public.schema_migrations (applied versions)",
@@ -652,7 +654,7 @@ def test_diff_lists_applied_versions(database: Database) -> None:
 
 
 def test_diff_shows_sql_of_each_pending_migration(database: Database) -> None:
-    result, _ = check(module_params(database, SHIPPED_SQL))
+    result, _warnings = check(module_params(database, SHIPPED_SQL))
 
     assert result["diff"][1:-1] == [
         {
@@ -666,7 +668,7 @@ def test_diff_shows_sql_of_each_pending_migration(database: Database) -> None:
 
 
 def test_diff_hides_sql_when_asked(database: Database) -> None:
-    result, _ = check(module_params(database, SHIPPED_SQL, hide_sql_in_diff=True))
+    result, _warnings = check(module_params(database, SHIPPED_SQL, hide_sql_in_diff=True))
 
     shown = "".join(item["after"] for item in result["diff"][:-1])
     assert len(result["diff"]) == 5
@@ -678,7 +680,7 @@ def test_diff_hides_sql_when_asked(database: Database) -> None:
 
 
 def test_diff_after_partial_apply(database: Database, shipped_v1_applied: None) -> None:
-    result, _ = check(module_params(database, SHIPPED_SQL))
+    result, _warnings = check(module_params(database, SHIPPED_SQL))
 
     assert result["diff"][0]["before"] == "1\n"
     assert result["diff"][0]["after"] == "1\n2\n3\n"

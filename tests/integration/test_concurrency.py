@@ -32,6 +32,8 @@ from ansible_collections.dbops.migrations.tests.integration.migrate_support impo
 from pgcluster import Database
 from playbook_run import REPO_ROOT
 
+pytestmark = pytest.mark.matrix
+
 WORKER_MODULE = "ansible_collections.dbops.migrations.tests.integration.migrate_worker"
 WORKER_TIMEOUT_SECONDS = 120.0
 CONNECT_TIMEOUT_SECONDS = 60.0

@@ -28,6 +28,8 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.execu
 )
 from pgcluster import Database, PgCluster
 
+pytestmark = pytest.mark.matrix
+
 HISTORY = "public.schema_migrations"
 
 
@@ -247,7 +249,7 @@ def test_transaction_control_rejected(database: Database) -> None:
     with pytest.raises(ScanError) as raised:
         run_migrations(database, [("V1__ledger.sql", text)])
 
-    assert [line for line, _ in raised.value.problems] == [2, 4]
+    assert [line for line, _problem in raised.value.problems] == [2, 4]
     assert "line 2: transaction control statement COMMIT" in str(raised.value)
     assert "line 4: transaction control statement BEGIN" in str(raised.value)
     assert not relation_exists(database, "ledger"), "a statement of a rejected file ran"
@@ -311,7 +313,7 @@ def test_meta_commands_rejected_before_run(database: Database) -> None:
     with pytest.raises(ScanError) as raised:
         run_migrations(database, [earlier, meta])
 
-    assert [line for line, _ in raised.value.problems] == [1, 3, 4]
+    assert [line for line, _problem in raised.value.problems] == [1, 3, 4]
     message = str(raised.value)
     assert "V2__meta.sql" in message
     for command in ("\\set", "\\connect", "\\i"):

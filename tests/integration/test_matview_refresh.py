@@ -34,6 +34,8 @@ from ansible_collections.dbops.migrations.tests.integration.migrate_support impo
 )
 from pgcluster import Database
 
+pytestmark = pytest.mark.matrix
+
 REFRESH_PLAYBOOK = "playbooks/refresh_matviews.yml"
 
 TRACKING_TABLE = (

@@ -40,6 +40,8 @@ from ansible_collections.dbops.migrations.tests.integration.migrate_support impo
 )
 from pgcluster import Database, PgCluster, free_tcp_port
 
+pytestmark = pytest.mark.matrix
+
 NAME_PATTERNS = (
     "V<version>__<description>.sql, U<version>__<description>.sql or R__<description>.sql"
 )

@@ -230,7 +230,7 @@ def test_drop_database_ends_sessions(pg_cluster: PgCluster) -> None:
 
 
 def test_create_database_with_owner(pg_cluster: PgCluster, login_role: tuple[str, str]) -> None:
-    role, _ = login_role
+    role, _password = login_role
     name = unique_name("owned")
     owned = pg_cluster.create_database(name, owner=role)
     try:
@@ -260,7 +260,7 @@ def test_role_logs_in_over_tcp(
 
 
 def test_wrong_password_rejected(pg_cluster: PgCluster, login_role: tuple[str, str]) -> None:
-    role, _ = login_role
+    role, _password = login_role
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         pg_cluster.connect(user=role, password="wrong-password")
 
@@ -270,7 +270,7 @@ def test_missing_password_rejected(
 ) -> None:
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("PGPASSFILE", "/nonexistent/pgpass")
-    role, _ = login_role
+    role, _password = login_role
     with pytest.raises(psycopg2.OperationalError, match="no password supplied"):
         pg_cluster.connect(user=role, password=None)
 
@@ -287,7 +287,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def parse_exports(output: str) -> dict[str, str]:
     exports = {}
     for line in output.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
+        name, _equals, value = line.removeprefix("export ").partition("=")
         exports[name] = shlex.split(value)[0]
     return exports
 

@@ -31,6 +31,8 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.sourc
 )
 from pgcluster import Database, PgCluster
 
+pytestmark = pytest.mark.matrix
+
 SAFETY_SQL = Path(__file__).parent.parent / "unit" / "safety_sql"
 LARGE = 1_000
 

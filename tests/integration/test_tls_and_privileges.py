@@ -50,6 +50,8 @@ from ansible_collections.dbops.migrations.tests.integration.tls_support import (
 )
 from pgcluster import Database, PgCluster
 
+pytestmark = pytest.mark.matrix
+
 # The role that logs in to the TLS server with a client certificate instead of a password.
 CERT_ROLE = "cert_deployer"
 

@@ -179,13 +179,13 @@ EXPRESSIONS = st.recursive(LITERALS, _extend_expressions, max_leaves=4)
 
 @st.composite
 def _selects(draw: st.DrawFn) -> str:
-    gaps = [draw(GAPS) for _ in range(3)]
+    gaps = [draw(GAPS) for _index in range(3)]
     return f"SELECT{gaps[0]}{draw(EXPRESSIONS)}{gaps[1]}AS{gaps[2]}{draw(IDENTIFIERS)}"
 
 
 @st.composite
 def _create_functions(draw: st.DrawFn) -> str:
-    gaps = [draw(GAPS) for _ in range(3)]
+    gaps = [draw(GAPS) for _index in range(3)]
     body = draw(DOLLAR_LITERALS)
     return f"CREATE FUNCTION f_1(){gaps[0]}RETURNS text LANGUAGE sql{gaps[1]}AS{gaps[2]}{body}"
 
@@ -201,8 +201,8 @@ _ATOMIC_ROUTINE_HEADS = [
 def _create_atomic_routines(draw: st.DrawFn) -> str:
     """Draw a CREATE FUNCTION or PROCEDURE whose BEGIN ATOMIC body contains semicolons."""
     body = []
-    for _ in range(draw(st.integers(min_value=0, max_value=3))):
-        gaps = [draw(GAPS) for _ in range(4)]
+    for _index in range(draw(st.integers(min_value=0, max_value=3))):
+        gaps = [draw(GAPS) for _index in range(4)]
         value = draw(EXPRESSIONS)
         case = f"CASE{gaps[1]}WHEN true THEN {value}{gaps[2]}ELSE 'b;' END{gaps[3]}"
         body.append(draw(st.sampled_from([f"SELECT{gaps[0]}{value}", f"SELECT {case}"])))
@@ -213,7 +213,7 @@ def _create_atomic_routines(draw: st.DrawFn) -> str:
 
 @st.composite
 def _comments_on(draw: st.DrawFn) -> str:
-    gaps = [draw(GAPS) for _ in range(2)]
+    gaps = [draw(GAPS) for _index in range(2)]
     return f"COMMENT ON TABLE {draw(IDENTIFIERS)}{gaps[0]}IS{gaps[1]}{draw(LITERALS)}"
 
 
@@ -225,7 +225,7 @@ def _do_blocks(draw: st.DrawFn) -> str:
 
 @st.composite
 def _create_tables(draw: st.DrawFn) -> str:
-    table, first, second = (draw(IDENTIFIERS) for _ in range(3))
+    table, first, second = (draw(IDENTIFIERS) for _index in range(3))
     default, check = draw(EXPRESSIONS), draw(EXPRESSIONS)
     return (
         f"CREATE TABLE {table}{draw(GAPS)}({draw(GAPS)}{first} text DEFAULT {default}"
@@ -235,7 +235,7 @@ def _create_tables(draw: st.DrawFn) -> str:
 
 @st.composite
 def _inserts(draw: st.DrawFn) -> str:
-    values = ", ".join(draw(EXPRESSIONS) for _ in range(draw(st.integers(1, 3))))
+    values = ", ".join(draw(EXPRESSIONS) for _index in range(draw(st.integers(1, 3))))
     return f"INSERT INTO {draw(IDENTIFIERS)}{draw(GAPS)}VALUES{draw(GAPS)}({values})"
 
 
@@ -260,7 +260,7 @@ def _migrations(draw: st.DrawFn) -> str:
         last = index == len(statements) - 1
         if not last or draw(st.booleans()):
             parts.append(draw(OPTIONAL_GAPS) + ";")
-            for _ in range(draw(st.integers(min_value=0, max_value=2))):
+            for _index in range(draw(st.integers(min_value=0, max_value=2))):
                 parts.append(draw(OPTIONAL_GAPS) + ";")
         parts.append(draw(OPTIONAL_GAPS) if last else draw(GAPS))
     return "".join(parts)
@@ -315,10 +315,10 @@ def test_scanner_splits_like_parser(migration: str) -> None:
 
     assert result.problems == [], "the scanner reported problems in valid SQL"
     assert len(found) == len(expected), "statement count differs from PostgreSQL's parser"
-    assert [text for _, text in found] == [text for _, text in expected], (
+    assert [text for _offset, text in found] == [text for _offset, text in expected], (
         "statement texts differ from PostgreSQL's parser"
     )
-    assert [offset for offset, _ in found] == [offset for offset, _ in expected], (
+    assert [offset for offset, _text in found] == [offset for offset, _text in expected], (
         "statement offsets differ from PostgreSQL's parser"
     )
     for statement in result.statements:

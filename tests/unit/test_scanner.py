@@ -336,13 +336,13 @@ def test_scan_statement_count(text: str, expected: list[tuple[int, str]]) -> Non
 @pytest.mark.parametrize(("text", "expected"), SPLIT_CASES)
 def test_scan_statement_lines(text: str, expected: list[tuple[int, str]]) -> None:
     lines = [statement.line for statement in scan(text).statements]
-    assert lines == [line for line, _ in expected]
+    assert lines == [line for line, _text in expected]
 
 
 @pytest.mark.parametrize(("text", "expected"), SPLIT_CASES)
 def test_scan_statement_texts(text: str, expected: list[tuple[int, str]]) -> None:
     texts = [statement.text for statement in scan(text).statements]
-    assert texts == [statement_text for _, statement_text in expected]
+    assert texts == [statement_text for _line, statement_text in expected]
 
 
 def test_scan_begin_as_column_name() -> None:

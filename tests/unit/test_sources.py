@@ -326,7 +326,7 @@ def test_read_directories_skips_hidden_files(tmp_path: Path) -> None:
     (tmp_path / "V1__create.sql").write_text("SELECT 1;\n", encoding="utf-8")
     (tmp_path / ".#V1__create.sql").write_text("lock\n", encoding="utf-8")
 
-    assert [script for script, _ in read_directories([str(tmp_path)])] == ["V1__create.sql"]
+    assert [script for script, _text in read_directories([str(tmp_path)])] == ["V1__create.sql"]
 
 
 def test_upper_case_extension_is_invalid_name(tmp_path: Path) -> None:
