@@ -109,7 +109,7 @@ def time_scans(text: str, runs: int) -> tuple[list[float], list[float]]:
     """Scan ``text`` ``runs`` times and return the wall-clock and CPU seconds of each run."""
     wall_seconds = []
     cpu_seconds = []
-    for _ in range(runs):
+    for _run in range(runs):
         wall_start = time.perf_counter()
         cpu_start = time.process_time()
         scan(text)

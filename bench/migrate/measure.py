@@ -162,7 +162,7 @@ def measure_fanout(
     results.fanout.extend(measurements)
     for round_number in range(1, settings.repeat + 1):
         for measurement in measurements:
-            databases = [names.next() for _ in range(settings.fanout_databases)]
+            databases = [names.next() for _index in range(settings.fanout_databases)]
             create_databases(tools.cluster, databases)
             try:
                 seconds = time_fanout(tools, workload, databases, measurement.forks, sys.executable)

@@ -47,7 +47,7 @@ def _profile_runs(tools: Tools, workload: Workload, mode: str, runs: int) -> cPr
         create_databases(tools.cluster, [migrated])
         time_engine(tools, workload, migrated, check_mode=False, expected=count)
     try:
-        for _ in range(runs):
+        for _run in range(runs):
             database = migrated or names.next()
             if migrated is None:
                 create_databases(tools.cluster, [database])
@@ -80,7 +80,7 @@ def top_functions(stats: pstats.Stats, column: int, count: int) -> list[str]:
     total = stats.total_tt  # type: ignore[attr-defined]
     entries = sorted(stats.stats.items(), key=lambda item: item[1][column], reverse=True)  # type: ignore[attr-defined]
     lines = []
-    for key, (_, calls, own, cumulative, _) in entries[:count]:
+    for key, (_primitive, calls, own, cumulative, _callers) in entries[:count]:
         lines.append(
             f"{own:8.3f} s {own / total:6.1%}  {cumulative:8.3f} s {cumulative / total:6.1%}"
             f"  {calls:>8}  {_location(key)}"

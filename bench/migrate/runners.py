@@ -207,7 +207,7 @@ def time_psql(tools: Tools, script: Path, database: str) -> float:
     """Run ``script`` with one psql connection that stops at the first error."""
     command = [str(tools.psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script)]
     env = {**os.environ, **tools.cluster.env(database)}
-    elapsed, _ = _timed_process(command, env, PSQL_TIMEOUT_SECONDS)
+    elapsed, _output = _timed_process(command, env, PSQL_TIMEOUT_SECONDS)
     return elapsed
 
 

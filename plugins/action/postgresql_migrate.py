@@ -1,7 +1,7 @@
 # Copyright: dbops.migrations contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read migration files where the playbook runs, render templates, and pass the text to the
-module."""
+module in its sources option."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.dbops.migrations.plugins.plugin_utils.migration_files import (
-    with_job_id,
+    with_awx_job,
     with_migration_files,
 )
 
@@ -21,12 +21,18 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        if not self._task.args.get("path"):
-            return dict(result, failed=True, msg="path is required: a directory of migrations.")
-        try:
-            args = with_migration_files(self, with_job_id(self._task.args, task_vars), task_vars)
-        except AnsibleActionFail as error:
-            return dict(result, failed=True, msg=error.message)
+        args = with_awx_job(self._task.args, task_vars, "postgresql_migrate")
+        if args.get("path"):
+            try:
+                args = with_migration_files(self, args, task_vars)
+            except AnsibleActionFail as error:
+                return dict(result, failed=True, msg=error.message)
+        elif args.get("sources") is None:
+            return dict(
+                result,
+                failed=True,
+                msg="path is required: a directory of migrations, or sources with their text.",
+            )
         result.update(
             self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
         )

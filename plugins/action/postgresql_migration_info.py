@@ -9,7 +9,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.dbops.migrations.plugins.plugin_utils.migration_files import (
-    with_job_id,
+    with_awx_job,
     with_migration_files,
 )
 
@@ -21,7 +21,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        args = with_job_id(self._task.args, task_vars)
+        args = with_awx_job(self._task.args, task_vars, "postgresql_migration_info")
         if args.get("path"):
             try:
                 args = with_migration_files(self, args, task_vars)

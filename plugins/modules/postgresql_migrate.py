@@ -39,9 +39,35 @@ options:
         playbook.
       - A file is named in results and messages by its path relative to the directory it was
         found in, for example C(views/V2__analytics_views.sql).
+      - Required unless O(sources) is set, and mutually exclusive with it.
     type: list
     elements: path
-    required: true
+  sources:
+    description:
+      - Migrations given as text instead of files, each with the file name that O(path) would
+        have found and the SQL.
+      - The action plugin sets this option from O(path), with the files read and the templates
+        rendered where the playbook runs, and then leaves O(path) out, so the module reads no
+        file on the host that runs it.
+      - A task may set it to give its migrations inline, for example SQL generated earlier in
+        the play. Ansible has already templated the task's arguments, so the action plugin does
+        not render them again.
+      - Mutually exclusive with O(path).
+    type: list
+    elements: dict
+    suboptions:
+      script:
+        description:
+          - File name of the migration, which follows the same naming rules as a file under
+            O(path), for example C(V4__add_index.sql) or C(views/R__reports.sql). Results and
+            messages name the migration by it.
+        type: str
+        required: true
+      content:
+        description:
+          - The migration's SQL.
+        type: str
+        required: true
   history_schema:
     description:
       - Schema of the history table. It is created when missing.
@@ -442,7 +468,16 @@ from ansible_collections.dbops.migrations.plugins.module_utils.argspec import (
 def argument_spec():
     spec = connection_argument_spec()
     spec.update(
-        path=dict(type="list", elements="path", required=True),
+        path=dict(type="list", elements="path"),
+        sources=dict(
+            type="list",
+            elements="dict",
+            no_log=False,
+            options=dict(
+                script=dict(type="str", required=True),
+                content=dict(type="str", required=True),
+            ),
+        ),
         history_schema=dict(type="str", default="public"),
         history_table=dict(type="str", default="schema_migrations"),
         target=dict(type="str"),
@@ -458,17 +493,20 @@ def argument_spec():
         allow_out_of_order=dict(type="bool", default=False),
         ignore_missing_files=dict(type="bool", default=False),
         accept_checksums=dict(type="list", elements="str", default=[]),
-        _job_id=dict(type="str"),
         hide_sql_in_diff=dict(type="bool", default=False),
         safety_lint=dict(type="str", default="warn", choices=["warn", "fail", "off"]),
         lint_large_table_rows=dict(type="int", default=100000),
-        _sources=dict(type="list", elements="dict", no_log=False),
     )
     return spec
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        required_one_of=[("path", "sources")],
+        mutually_exclusive=[("path", "sources")],
+        supports_check_mode=True,
+    )
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"))
     from ansible_collections.dbops.migrations.plugins.module_utils._migrations.api import migrate

@@ -32,9 +32,35 @@ options:
         to compare with the history table.
       - Relative paths are found as M(dbops.migrations.postgresql_migrate) finds them, in the
         role's C(files/) directory, then next to the playbook.
-      - Without it, RV(pending) and RV(drifted) are empty lists.
+      - Without it or O(sources), RV(pending) and RV(drifted) are empty lists.
     type: list
     elements: path
+  sources:
+    description:
+      - Migrations given as text instead of files, each with the file name that O(path) would
+        have found and the SQL.
+      - The action plugin sets this option from O(path), with the files read and the templates
+        rendered where the playbook runs, and then leaves O(path) out, so the module reads no
+        file on the host that runs it.
+      - A task may set it to give its migrations inline, for example SQL generated earlier in
+        the play. Ansible has already templated the task's arguments, so the action plugin does
+        not render them again.
+      - Mutually exclusive with O(path).
+    type: list
+    elements: dict
+    suboptions:
+      script:
+        description:
+          - File name of the migration, which follows the same naming rules as a file under
+            O(path), for example C(V4__add_index.sql) or C(views/R__reports.sql). Results and
+            messages name the migration by it.
+        type: str
+        required: true
+      content:
+        description:
+          - The migration's SQL.
+        type: str
+        required: true
   history_schema:
     description:
       - Schema of the history table.
@@ -364,14 +390,25 @@ def argument_spec():
         history_schema=dict(type="str", default="public"),
         history_table=dict(type="str", default="schema_migrations"),
         schemas=dict(type="list", elements="str", default=["public"]),
-        _sources=dict(type="list", elements="dict", no_log=False),
-        _job_id=dict(type="str"),
+        sources=dict(
+            type="list",
+            elements="dict",
+            no_log=False,
+            options=dict(
+                script=dict(type="str", required=True),
+                content=dict(type="str", required=True),
+            ),
+        ),
     )
     return spec
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[("path", "sources")],
+        supports_check_mode=True,
+    )
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"))
     from ansible_collections.dbops.migrations.plugins.module_utils._migrations.info_api import (

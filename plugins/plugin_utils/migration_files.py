@@ -14,6 +14,10 @@ from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
 
+from ansible_collections.dbops.migrations.plugins.module_utils._migrations.application_name import (
+    default_application_name,
+    job_application_name,
+)
 from ansible_collections.dbops.migrations.plugins.module_utils._migrations.errors import (
     MigrationError,
 )
@@ -26,16 +30,22 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.sourc
 def with_migration_files(
     action: ActionBase, args: dict[str, Any], task_vars: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Return a copy of the module arguments with the files of ``path`` read into ``_sources``.
+    """Return a copy of the module arguments with the files of ``path`` read into ``sources``.
 
     Each directory in ``path`` is found as ansible.builtin.copy finds its ``src``: in the
-    role's ``files/`` directory, then next to the playbook, and ``path`` is replaced by the
-    directories found. Files ending in ``.sql.j2`` are rendered with the play's variables
-    here, so checksums are taken over the rendered SQL. Raises AnsibleActionFail when a
-    directory is missing, a file is invalid or a template fails to render.
+    role's ``files/`` directory, then next to the playbook. ``path`` leaves the arguments, so
+    the module reads nothing on the managed host. Files ending in ``.sql.j2`` are rendered
+    with the play's variables here, so checksums are taken over the rendered SQL. Raises
+    AnsibleActionFail when ``sources`` is set too, a directory is missing, a file is invalid
+    or a template fails to render.
     """
     args = dict(args)
-    paths = args["path"]
+    if args.get("sources") is not None:
+        raise AnsibleActionFail(
+            "path and sources are mutually exclusive: set path to read migration files, "
+            "or sources to give migrations inline."
+        )
+    paths = args.pop("path")
     if isinstance(paths, str):
         paths = [paths]
     try:
@@ -45,8 +55,7 @@ def with_migration_files(
         raise AnsibleActionFail(f"Migration directory not found: {error.message}") from None
     except MigrationError as error:
         raise AnsibleActionFail(str(error)) from None
-    args["path"] = directories
-    args["_sources"] = [
+    args["sources"] = [
         {"script": script, "content": _render(action, script, text, task_vars)}
         for script, text in files
     ]
@@ -67,11 +76,14 @@ def _render(action: ActionBase, script: str, text: str, task_vars: dict[str, Any
     return str(rendered)
 
 
-def with_job_id(args: dict[str, Any], task_vars: dict[str, Any] | None) -> dict[str, Any]:
-    """Return a copy of the module arguments with ``_job_id`` set from the ``awx_job_id`` or
-    ``tower_job_id`` variable, when AWX set one, so that application_name names the job."""
+def with_awx_job(
+    args: dict[str, Any], task_vars: dict[str, Any] | None, module: str
+) -> dict[str, Any]:
+    """Return a copy of the module arguments whose ``application_name`` names the AWX job,
+    when AWX set the ``awx_job_id`` or ``tower_job_id`` variable."""
     args = dict(args)
     job_id = (task_vars or {}).get("awx_job_id") or (task_vars or {}).get("tower_job_id")
     if job_id:
-        args["_job_id"] = str(job_id)
+        name = args.get("application_name") or default_application_name(module)
+        args["application_name"] = job_application_name(name, str(job_id))
     return args

@@ -8,10 +8,10 @@ tested without Ansible.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
+from .application_name import application_name as run_application_name
 from .connection import ConnectionSettings, connect
 from .engine import RunOptions, RunResult, run
 from .errors import MigrationError, SourceError
@@ -42,16 +42,8 @@ CONNECTION_OPTIONS = (
 
 
 def application_name(params: dict[str, Any], module: str) -> str:
-    """Return the application_name that identifies this run in pg_stat_activity.
-
-    It names the collection and module, and the AWX job when the action plugin passed one
-    (from the ``awx_job_id`` variable) or AWX set ``JOB_ID`` in the environment.
-    """
-    name = params.get("application_name") or f"dbops.migrations {module}"
-    job = params.get("_job_id") or os.environ.get("JOB_ID")
-    if job:
-        name = f"{name} awx job {job}"
-    return name[:63]
+    """Return the application_name that identifies this run in pg_stat_activity."""
+    return run_application_name(params.get("application_name"), module)
 
 
 def connection_settings(params: dict[str, Any], application: str) -> ConnectionSettings:
@@ -64,8 +56,8 @@ def connection_settings(params: dict[str, Any], application: str) -> ConnectionS
 
 
 def collect_sources(params: dict[str, Any]) -> list[Migration]:
-    """Return the migrations passed by the action plugin, or read them from ``path``."""
-    passed = params.get("_sources")
+    """Return the migrations given in ``sources``, or read them from ``path``."""
+    passed = params.get("sources")
     if passed is not None:
         files = [(item["script"], item["content"]) for item in passed]
     else:

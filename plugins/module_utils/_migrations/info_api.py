@@ -32,7 +32,7 @@ def migration_info(params: dict[str, Any]) -> dict[str, Any]:
     or a history table that cannot be read.
     """
     sources = None
-    if params.get("path") or params.get("_sources") is not None:
+    if params.get("path") or params.get("sources") is not None:
         sources = collect_sources(params)
     history = HistoryTable(params["history_schema"], params["history_table"])
     settings = connection_settings(params, application_name(params, "postgresql_migration_info"))
