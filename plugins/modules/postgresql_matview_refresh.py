@@ -61,6 +61,9 @@ options:
       - After each refresh, C(last_refreshed_at) of the view's row is set to C(now()). A row
         matches a view by its schema-qualified name, else by its bare name. No row is added
         for a view that has none.
+      - The table is read only when there is a view to refresh, so a schema without
+        materialized views, such as one migrated only to V2 of the shipped SQL, needs no
+        tracking table either.
     type: str
   only_due:
     description:

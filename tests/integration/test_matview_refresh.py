@@ -277,10 +277,21 @@ def test_empty_schema_changes_nothing(database: Database) -> None:
 
     assert result == {
         "changed": False,
-        "msg": "No materialized view refreshed.",
+        "msg": "No materialized view to refresh.",
         "refreshed": [],
         "not_refreshed": [],
     }
+
+
+def test_empty_schema_needs_no_tracking_table(database: Database) -> None:
+    """A database migrated to a version before the one that creates the materialized views
+    and their tracking table refreshes nothing, rather than failing on the missing table."""
+    result = run_refresh(
+        database, schema="public", tracking_table="materialized_view_refresh", only_due=True
+    )
+
+    assert result["changed"] is False
+    assert result["msg"] == "No materialized view to refresh."
 
 
 def test_empty_names_fail(database: Database) -> None:

@@ -381,14 +381,16 @@ def refresh(
     """Refresh ``views`` (already in dependency order), each in its own transaction.
 
     With a tracking table, the view's last_refreshed_at is set in the same transaction as its
-    refresh. In check mode nothing is refreshed or written, and the result lists what would
+    refresh. The tracking table is read only when ``views`` is not empty. In check mode nothing is refreshed or written, and the result lists what would
     be. Raises RefreshError when a refresh fails. Views refreshed before it stay refreshed.
     """
     with connection.cursor() as cursor:
         _check_lock_timeout(cursor, options.lock_timeout)
         tracking = None
         schedules: dict[int, Schedule] = {}
-        if options.tracking_table:
+        # A schema without materialized views needs no tracking table: a database migrated
+        # to a version before the one that creates both has neither.
+        if options.tracking_table and views:
             tracking = TrackingTable.find(cursor, options.tracking_table)
             schedules = tracking.schedules(cursor, views)
     result = RefreshResult()

@@ -86,6 +86,8 @@ def summary(outcome: RefreshResult, check_mode: bool) -> str:
     )
     not_due = len(outcome.not_refreshed)
     not_due_note = f"; {not_due} not due" if not_due else ""
+    if not outcome.refreshed and not not_due:
+        return "No materialized view to refresh."
     if not outcome.refreshed:
         return f"No materialized view refreshed{not_due_note}."
     if check_mode:
