@@ -392,6 +392,15 @@ def test_foreign_history_table_fails(database: Database) -> None:
     assert "(SQLSTATE 42703)" in message
 
 
+def test_history_name_taken_by_view_fails(database: Database) -> None:
+    database.query("CREATE VIEW schema_migrations AS SELECT 1 AS installed_rank")
+
+    with pytest.raises(MigrationError) as error:
+        info(database)
+
+    assert str(error.value).startswith("public.schema_migrations is a view, not a history table.")
+
+
 def test_info_writes_nothing(database: Database) -> None:
     deploy(database)
     before = history_rows(database)

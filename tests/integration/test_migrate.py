@@ -16,6 +16,7 @@ from psycopg2 import sql
 from ansible_collections.dbops.migrations.plugins.module_utils._migrations.errors import (
     ConnectError,
     ExecutionError,
+    MigrationError,
     PlanError,
     ScanError,
     SourceError,
@@ -521,6 +522,31 @@ def test_history_identifiers_quoted(
     assert second["changed"] is False, "the second run did not find the history table"
     assert second["history_table_created"] is False
     assert [row["version"] for row in history_rows(database, schema, table)] == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("statement", "kind"),
+    [
+        ("CREATE VIEW schema_migrations AS SELECT 1 AS installed_rank", "view"),
+        ("CREATE SEQUENCE schema_migrations", "sequence"),
+        ("CREATE MATERIALIZED VIEW schema_migrations AS SELECT 1 AS id", "materialized view"),
+    ],
+    ids=["view", "sequence", "materialized-view"],
+)
+def test_history_name_taken_by_other_relation(
+    database: Database, migrations: Path, statement: str, kind: str
+) -> None:
+    write_migrations(migrations, {"V1__create_a.sql": CREATE_A})
+    database.query(statement)
+
+    with pytest.raises(MigrationError) as error:
+        migrate(migrate_params(database, migrations))
+
+    assert str(error.value) == (
+        f"public.schema_migrations is a {kind}, not a history table. Set history_table to a "
+        "name that no other relation uses."
+    )
+    assert ("public", "a") not in user_relations(database)
 
 
 # --- session state left by a migration

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .errors import MigrationError
+
 # Imported only where installed, so that the file imports without psycopg2. The modules
 # check connection.HAS_PSYCOPG2 before they call in here.
 try:
@@ -54,6 +56,19 @@ class HistoryRow:
     success: bool
 
 
+# pg_class.relkind of an ordinary and of a partitioned table.
+TABLE_KINDS = ("r", "p")
+RELATION_KIND_NAMES = {
+    "i": "index",
+    "S": "sequence",
+    "v": "view",
+    "m": "materialized view",
+    "c": "composite type",
+    "f": "foreign table",
+    "I": "partitioned index",
+}
+
+
 class HistoryTable:
     """The history table of one database, by schema and name."""
 
@@ -72,13 +87,26 @@ class HistoryTable:
         return int.from_bytes(digest[:8], "big", signed=True)
 
     def exists(self, cursor: Any) -> bool:
+        """Return whether the history table exists.
+
+        Raises MigrationError when another kind of relation, such as a view, has its name.
+        """
         cursor.execute(
-            "SELECT 1 FROM pg_catalog.pg_class c"
+            "SELECT c.relkind::text FROM pg_catalog.pg_class c"
             " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relname = %s",
             (self.schema, self.table),
         )
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+        if row is None:
+            return False
+        if row[0] not in TABLE_KINDS:
+            kind = RELATION_KIND_NAMES.get(row[0], f"relation of kind {row[0]!r}")
+            raise MigrationError(
+                f"{self.qualified_name} is a {kind}, not a history table. Set history_table "
+                "to a name that no other relation uses."
+            )
+        return True
 
     def create(self, cursor: Any) -> None:
         """Create the schema when missing, then the table. Call while holding the lock."""
