@@ -38,6 +38,8 @@ from ansible_collections.dbops.migrations.tests.integration.migrate_support impo
 )
 from pgcluster import Database
 
+pytestmark = pytest.mark.matrix
+
 CREATE_A = "CREATE TABLE a (id integer PRIMARY KEY);\n"
 CREATE_B = "CREATE TABLE b (id integer PRIMARY KEY);\n"
 CREATE_C = "CREATE TABLE c (id integer PRIMARY KEY);\n"

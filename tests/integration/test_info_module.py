@@ -36,6 +36,8 @@ from ansible_collections.dbops.migrations.tests.integration.migrate_support impo
 )
 from pgcluster import Database
 
+pytestmark = pytest.mark.matrix
+
 STATUS_PLAYBOOK = "playbooks/migration_status.yml"
 
 SHIPPED_ENUMS = {

@@ -51,6 +51,8 @@ from ansible_collections.dbops.migrations.tests.integration.migrate_support impo
 )
 from pgcluster import Database, PgCluster
 
+pytestmark = pytest.mark.matrix
+
 RunPlaybook = Callable[..., subprocess.CompletedProcess[str]]
 
 DEFAULT_HISTORY = HistoryTable("public", "schema_migrations")

@@ -27,6 +27,8 @@ from ansible_collections.dbops.migrations.tests.integration.migrate_support impo
 )
 from pgcluster import Database
 
+pytestmark = pytest.mark.matrix
+
 TEMPLATE = (
     "CREATE TABLE audit_{{ environment_name }} (id bigint PRIMARY KEY);\n"
     "COMMENT ON TABLE audit_{{ environment_name }} IS '{{ retention_days }} days';\n"
