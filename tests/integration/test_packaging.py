@@ -254,15 +254,15 @@ def test_installed_collection_is_only_copy(collections_root: Path) -> None:
     assert (installed / "dbops" / "migrations" / "MANIFEST.json").is_file()
 
 
-def test_installed_collection_deploys(
-    database: Database, collections_root: Path, play_recap: Callable[..., dict[str, int]]
-) -> None:
+def run_installed_playbook(
+    name: str, database: Database, collections_root: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed playbook ``dbops.migrations.<name>`` outside the repository."""
     environment = playbook_environment(
         database.env, {"ANSIBLE_COLLECTIONS_PATH": str(collections_root)}
     )
-
-    completed = subprocess.run(
-        [ANSIBLE_PLAYBOOK, "dbops.migrations.deploy_schema"],
+    return subprocess.run(
+        [ANSIBLE_PLAYBOOK, f"dbops.migrations.{name}"],
         cwd=collections_root,
         env=environment,
         stdin=subprocess.DEVNULL,
@@ -271,6 +271,12 @@ def test_installed_collection_deploys(
         timeout=COMMAND_TIMEOUT_SECONDS,
         check=False,
     )
+
+
+def test_installed_collection_deploys(
+    database: Database, collections_root: Path, play_recap: Callable[..., dict[str, int]]
+) -> None:
+    completed = run_installed_playbook("deploy_schema", database, collections_root)
 
     output = f"{completed.stdout}\n{completed.stderr}"
     assert completed.returncode == 0, output
@@ -281,6 +287,28 @@ def test_installed_collection_deploys(
     assert relations["materialized view"] == SHIPPED_MATERIALIZED_VIEWS
     assert relations["view"] == SHIPPED_VIEWS
     assert history_versions(database) == ["1", "2", "3"]
+
+
+def test_installed_status_and_refresh_playbooks(
+    database: Database, collections_root: Path, play_recap: Callable[..., dict[str, int]]
+) -> None:
+    deploy = run_installed_playbook("deploy_schema", database, collections_root)
+    assert deploy.returncode == 0, f"{deploy.stdout}\n{deploy.stderr}"
+
+    status = run_installed_playbook("migration_status", database, collections_root)
+    refresh = run_installed_playbook("refresh_matviews", database, collections_root)
+
+    status_output = f"{status.stdout}\n{status.stderr}"
+    assert status.returncode == 0, status_output
+    assert play_recap(status.stdout)["changed"] == 0, status_output
+    assert (
+        "The database is at version 3: 3 applied, 0 failed, 0 pending, 0 drifted." in status_output
+    )
+    refresh_output = f"{refresh.stdout}\n{refresh.stderr}"
+    assert refresh.returncode == 0, refresh_output
+    assert play_recap(refresh.stdout)["failed"] == 0, refresh_output
+    # V3 records both views as refreshed when it creates them, so neither is due yet.
+    assert '"msg": "No materialized view refreshed; 2 not due."' in refresh_output
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from pgcluster import Database, PgCluster
 DEPLOY_PLAYBOOK = "playbooks/deploy_schema.yml"
 
 V1_TABLES = SHIPPED_TABLES - {"materialized_view_refresh"}
+APPLY_TASK = "TASK [dbops.migrations.schema : Apply the pending migrations of step"
 
 RunPlaybook = Callable[..., subprocess.CompletedProcess[str]]
 PlayRecap = Callable[..., dict[str, int]]
@@ -50,16 +51,20 @@ def write_play(
     tmp_path: Path,
     role_vars: dict[str, Any] | None = None,
     hosts: str = "localhost",
+    action: str = "ansible.builtin.include_role",
 ) -> Path:
     """Write a play that includes the role on ``hosts`` with ``role_vars``, and return its path.
 
-    The include is tagged ``always`` so that ``--tags`` selects among the role's own tags.
+    ``action`` is include_role or import_role. An include is tagged ``always`` so that
+    ``--tags`` selects among the role's own tags. An import passes its tags on to every task
+    of the role, so it gets none.
     """
-    include = {
+    include: dict[str, Any] = {
         "name": "Include the schema role",
-        "ansible.builtin.include_role": {"name": "dbops.migrations.schema"},
-        "tags": ["always"],
+        action: {"name": "dbops.migrations.schema"},
     }
+    if action == "ansible.builtin.include_role":
+        include["tags"] = ["always"]
     if role_vars:
         include["vars"] = role_vars
     play = {
@@ -138,6 +143,23 @@ def test_role_four_steps(
     assert apply_again.returncode == 0, output_of(apply_again)
     assert play_recap(apply_again.stdout)["changed"] == 0, output_of(apply_again)
     assert compared_history(database) == expected_history()
+
+
+def test_role_imported_statically(
+    database: Database, tmp_path: Path, run_playbook: RunPlaybook, play_recap: PlayRecap
+) -> None:
+    playbook = write_play(tmp_path, action="ansible.builtin.import_role")
+
+    first = run_playbook(playbook)
+    second = run_playbook(playbook, "--tags", "verify")
+
+    assert first.returncode == 0, output_of(first)
+    assert play_recap(first.stdout)["changed"] == 3, output_of(first)
+    assert compared_history(database) == expected_history()
+    assert APPLY_TASK in first.stdout, output_of(first)
+    assert second.returncode == 0, output_of(second)
+    assert APPLY_TASK not in second.stdout, output_of(second)
+    assert "1 schema(s) contain the expected objects." in second.stdout, output_of(second)
 
 
 def test_role_tags_select_steps(
