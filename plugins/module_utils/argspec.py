@@ -1,6 +1,7 @@
 # Copyright: dbops.migrations contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Argument spec of the connection options documented in the ``connection`` doc fragment."""
+"""Argument specs of the options documented in the ``connection`` and ``sources`` doc
+fragments."""
 
 from __future__ import annotations
 
@@ -23,4 +24,18 @@ def connection_argument_spec():
         connect_params=dict(type="dict", default={}),
         session_role=dict(type="str"),
         application_name=dict(type="str"),
+    )
+
+
+def sources_argument_spec():
+    return dict(
+        sources=dict(
+            type="list",
+            elements="dict",
+            no_log=False,
+            options=dict(
+                script=dict(type="str", required=True),
+                content=dict(type="str", required=True),
+            ),
+        ),
     )

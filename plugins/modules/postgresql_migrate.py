@@ -22,6 +22,7 @@ version_added: 0.1.0
 author: dbops.migrations contributors (!UNKNOWN)
 extends_documentation_fragment:
   - dbops.migrations.connection
+  - dbops.migrations.sources
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
   - ansible.builtin.action_common_attributes.flow
@@ -42,32 +43,6 @@ options:
       - Required unless O(sources) is set, and mutually exclusive with it.
     type: list
     elements: path
-  sources:
-    description:
-      - Migrations given as text instead of files, each with the file name that O(path) would
-        have found and the SQL.
-      - The action plugin sets this option from O(path), with the files read and the templates
-        rendered where the playbook runs, and then leaves O(path) out, so the module reads no
-        file on the host that runs it.
-      - A task may set it to give its migrations inline, for example SQL generated earlier in
-        the play. Ansible has already templated the task's arguments, so the action plugin does
-        not render them again.
-      - Mutually exclusive with O(path).
-    type: list
-    elements: dict
-    suboptions:
-      script:
-        description:
-          - File name of the migration, which follows the same naming rules as a file under
-            O(path), for example C(V4__add_index.sql) or C(views/R__reports.sql). Results and
-            messages name the migration by it.
-        type: str
-        required: true
-      content:
-        description:
-          - The migration's SQL.
-        type: str
-        required: true
   history_schema:
     description:
       - Schema of the history table. It is created when missing.
@@ -462,22 +437,15 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.error
 )
 from ansible_collections.dbops.migrations.plugins.module_utils.argspec import (
     connection_argument_spec,
+    sources_argument_spec,
 )
 
 
 def argument_spec():
     spec = connection_argument_spec()
+    spec.update(sources_argument_spec())
     spec.update(
         path=dict(type="list", elements="path"),
-        sources=dict(
-            type="list",
-            elements="dict",
-            no_log=False,
-            options=dict(
-                script=dict(type="str", required=True),
-                content=dict(type="str", required=True),
-            ),
-        ),
         history_schema=dict(type="str", default="public"),
         history_table=dict(type="str", default="schema_migrations"),
         target=dict(type="str"),

@@ -114,43 +114,30 @@ def test_path_and_sources_together_rejected(
     assert relations_by_kind(database) == {}
 
 
-def test_migrate_without_path_or_sources_rejected(
-    database: Database, run_playbook, tmp_path: Path
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({}, "path is required: a directory of migrations, or sources with their text."),
+        (
+            {"sources": [{"script": "orders.sql", "content": INLINE_V1}]},
+            "orders.sql",
+        ),
+        (
+            {"sources": [{"script": "V1__inline_orders.sql"}]},
+            "missing required arguments: content found in sources",
+        ),
+    ],
+    ids=["neither", "invalid-name", "no-content"],
+)
+def test_invalid_migrate_arguments_rejected(
+    database: Database, run_playbook, tmp_path: Path, arguments: dict[str, Any], message: str
 ) -> None:
-    playbook = write_play(tmp_path / "none.yml", "dbops.migrations.postgresql_migrate", {})
-
-    run = run_playbook(playbook)
-
-    assert run.returncode != 0
-    assert "path is required" in run.stdout, output_of(run)
-    assert relations_by_kind(database) == {}
-
-
-def test_inline_source_with_bad_name_rejected(
-    database: Database, run_playbook, tmp_path: Path
-) -> None:
-    sources = [{"script": "orders.sql", "content": INLINE_V1}]
     playbook = write_play(
-        tmp_path / "bad_name.yml", "dbops.migrations.postgresql_migrate", {"sources": sources}
+        tmp_path / "invalid.yml", "dbops.migrations.postgresql_migrate", arguments
     )
 
     run = run_playbook(playbook)
 
     assert run.returncode != 0
-    assert "orders.sql" in run.stdout, output_of(run)
-    assert relations_by_kind(database) == {}
-
-
-def test_inline_source_without_content_rejected(
-    database: Database, run_playbook, tmp_path: Path
-) -> None:
-    sources = [{"script": "V1__inline_orders.sql"}]
-    playbook = write_play(
-        tmp_path / "no_content.yml", "dbops.migrations.postgresql_migrate", {"sources": sources}
-    )
-
-    run = run_playbook(playbook)
-
-    assert run.returncode != 0
-    assert "content" in run.stdout, output_of(run)
+    assert message in run.stdout, output_of(run)
     assert relations_by_kind(database) == {}

@@ -381,8 +381,9 @@ def refresh(
     """Refresh ``views`` (already in dependency order), each in its own transaction.
 
     With a tracking table, the view's last_refreshed_at is set in the same transaction as its
-    refresh. The tracking table is read only when ``views`` is not empty. In check mode nothing is refreshed or written, and the result lists what would
-    be. Raises RefreshError when a refresh fails. Views refreshed before it stay refreshed.
+    refresh. The tracking table is read only when ``views`` is not empty. In check mode
+    nothing is refreshed or written, and the result lists what would be. Raises RefreshError
+    when a refresh fails. Views refreshed before it stay refreshed.
     """
     with connection.cursor() as cursor:
         _check_lock_timeout(cursor, options.lock_timeout)
