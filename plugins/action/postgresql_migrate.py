@@ -9,8 +9,10 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.dbops.migrations.plugins.plugin_utils.migration_files import (
+    reject_fractional_versions,
     with_awx_job,
     with_migration_files,
+    without_source_text,
 )
 
 MODULE = "dbops.migrations.postgresql_migrate"
@@ -22,18 +24,20 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         args = with_awx_job(self._task.args, task_vars, "postgresql_migrate")
-        if args.get("path"):
-            try:
+        try:
+            reject_fractional_versions(args)
+            if args.get("path"):
                 args = with_migration_files(self, args, task_vars)
-            except AnsibleActionFail as error:
-                return dict(result, failed=True, msg=error.message)
-        elif args.get("sources") is None:
+        except AnsibleActionFail as error:
+            return dict(result, failed=True, msg=error.message)
+        if args.get("sources") is None:
             return dict(
                 result,
                 failed=True,
                 msg="path is required: a directory of migrations, or sources with their text.",
             )
-        result.update(
-            self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+        module_result = self._execute_module(
+            module_name=MODULE, module_args=args, task_vars=task_vars
         )
+        result.update(without_source_text(module_result))
         return result

@@ -11,6 +11,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.dbops.migrations.plugins.plugin_utils.migration_files import (
     with_awx_job,
     with_migration_files,
+    without_source_text,
 )
 
 MODULE = "dbops.migrations.postgresql_migration_info"
@@ -27,7 +28,8 @@ class ActionModule(ActionBase):
                 args = with_migration_files(self, args, task_vars)
             except AnsibleActionFail as error:
                 return dict(result, failed=True, msg=error.message)
-        result.update(
-            self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+        module_result = self._execute_module(
+            module_name=MODULE, module_args=args, task_vars=task_vars
         )
+        result.update(without_source_text(module_result))
         return result

@@ -63,6 +63,8 @@ options:
     description:
       - Further libpq connection parameters, such as C(connect_timeout) or C(options).
       - They override the options above.
+      - The values of C(password) and C(sslpassword) are masked in the task's output, as the
+        value of O(login_password) is.
     type: dict
     default: {}
   application_name:

@@ -39,3 +39,18 @@ def sources_argument_spec():
             ),
         ),
     )
+
+
+# libpq connection parameters whose values are secrets. login_password is no_log already;
+# these can arrive through connect_params instead.
+SECRET_CONNECT_PARAMS = ("password", "sslpassword")
+
+
+def hide_secret_connect_params(module):
+    """Add the secret values of ``connect_params`` to the module's no_log values, so that
+    Ansible masks them in the result and in the invocation it prints at high verbosity."""
+    connect_params = module.params.get("connect_params") or {}
+    for name in SECRET_CONNECT_PARAMS:
+        value = connect_params.get(name)
+        if value:
+            module.no_log_values.add(str(value))

@@ -213,6 +213,7 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.error
 )
 from ansible_collections.dbops.migrations.plugins.module_utils.argspec import (
     connection_argument_spec,
+    hide_secret_connect_params,
 )
 
 
@@ -237,6 +238,7 @@ def main():
         required_if=[("only_due", True, ("tracking_table",))],
         supports_check_mode=True,
     )
+    hide_secret_connect_params(module)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"))
     from ansible_collections.dbops.migrations.plugins.module_utils._migrations.refresh_api import (

@@ -60,6 +60,8 @@ options:
         (C(U<version>__<description>.sql)) of every applied version above it, newest first,
         each in a transaction with a C(UNDO_SQL) history row. A missing undo script stops
         the run before anything executes, naming every version that lacks one.
+      - Quote a dotted version in YAML, writing V('1.10') for version 1.10. Unquoted, YAML
+        reads it as the number 1.1, and the task fails rather than pick another version.
     type: str
   lock_timeout:
     description:
@@ -437,6 +439,7 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.error
 )
 from ansible_collections.dbops.migrations.plugins.module_utils.argspec import (
     connection_argument_spec,
+    hide_secret_connect_params,
     sources_argument_spec,
 )
 
@@ -475,6 +478,7 @@ def main():
         mutually_exclusive=[("path", "sources")],
         supports_check_mode=True,
     )
+    hide_secret_connect_params(module)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"))
     from ansible_collections.dbops.migrations.plugins.module_utils._migrations.api import migrate

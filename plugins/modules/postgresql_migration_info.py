@@ -355,6 +355,7 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.error
 )
 from ansible_collections.dbops.migrations.plugins.module_utils.argspec import (
     connection_argument_spec,
+    hide_secret_connect_params,
     sources_argument_spec,
 )
 
@@ -377,6 +378,7 @@ def main():
         mutually_exclusive=[("path", "sources")],
         supports_check_mode=True,
     )
+    hide_secret_connect_params(module)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"))
     from ansible_collections.dbops.migrations.plugins.module_utils._migrations.info_api import (

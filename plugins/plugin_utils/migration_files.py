@@ -87,3 +87,41 @@ def with_awx_job(
         name = args.get("application_name") or default_application_name(module)
         args["application_name"] = job_application_name(name, str(job_id))
     return args
+
+
+# Options that name versions. YAML reads an unquoted 1.10 as the number 1.1, which would name
+# another version, so a number with a fraction is rejected instead of converted.
+VERSION_OPTIONS = ("target", "baseline_version")
+
+
+def reject_fractional_versions(args: dict[str, Any]) -> None:
+    """Raise AnsibleActionFail when a version option, or an entry of ``accept_checksums``, is
+    a floating-point number rather than a string."""
+    named = [(name, args.get(name)) for name in VERSION_OPTIONS]
+    named += [("accept_checksums", entry) for entry in args.get("accept_checksums") or []]
+    for name, value in named:
+        if isinstance(value, float):
+            raise AnsibleActionFail(
+                f"{name} is the number {value!r}, but versions are text: YAML reads an unquoted "
+                "1.10 as 1.1. Quote the version, for example target: '1.10'."
+            )
+
+
+def without_source_text(result: dict[str, Any]) -> dict[str, Any]:
+    """Return the module result with the SQL in ``invocation.module_args.sources`` replaced by
+    its length.
+
+    Ansible prints the invocation at verbosity 3 and above. The SQL may carry secrets, which
+    hide_sql_in_diff keeps out of the diff, and at a thousand files it runs to megabytes.
+    """
+    module_args = (result.get("invocation") or {}).get("module_args") or {}
+    sources = module_args.get("sources")
+    if not isinstance(sources, list):
+        return result
+    shortened = [
+        dict(source, content=f"({len(str(source.get('content', '')))} characters not shown)")
+        for source in sources
+        if isinstance(source, dict)
+    ]
+    invocation = dict(result["invocation"], module_args=dict(module_args, sources=shortened))
+    return dict(result, invocation=invocation)

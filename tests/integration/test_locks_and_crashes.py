@@ -611,6 +611,55 @@ def test_verbose_run_hides_pgpassword(
     assert [row["installed_by"] for row in history_rows(database)] == [role]
 
 
+def test_verbose_run_hides_connect_params_password(
+    database: Database, tmp_path: Path, run_playbook: RunPlaybook, secret_role: tuple[str, str]
+) -> None:
+    role, password = secret_role
+    migrations = write_migrations(tmp_path / "sql", {"V1__kept.sql": KEPT_V1})
+    task = {
+        "name": "Apply migrations with a password in connect_params",
+        "dbops.migrations.postgresql_migrate": {
+            "login_user": role,
+            "connect_params": {"password": "{{ secret }}"},
+            "path": str(migrations),
+        },
+    }
+    playbook = write_playbook(tmp_path / "connect_params.yml", task)
+
+    run = run_playbook(
+        playbook, "-vvv", "-e", f"secret={password}", env={"PGPASSWORD": "not-the-password"}
+    )
+
+    assert run.returncode == 0, output_of(run)
+    assert password not in run.stdout, "the password appears in stdout"
+    assert password not in run.stderr, "the password appears in stderr"
+    assert [row["installed_by"] for row in history_rows(database)] == [role]
+
+
+def test_verbose_check_diff_hides_sql(
+    database: Database, tmp_path: Path, run_playbook: RunPlaybook
+) -> None:
+    secret = f"sql-secret-{secrets.token_hex(8)}"
+    statement = f"CREATE ROLE verbose_{secrets.token_hex(4)} LOGIN PASSWORD '{secret}';\n"
+    migrations = write_migrations(tmp_path / "sql", {"V1__service_role.sql": statement})
+    task = {
+        "name": "Preview a migration that carries a password",
+        "dbops.migrations.postgresql_migrate": {
+            "path": str(migrations),
+            "hide_sql_in_diff": True,
+        },
+    }
+    playbook = write_playbook(tmp_path / "hidden_sql.yml", task)
+
+    run = run_playbook(playbook, "--check", "--diff", "-vvv")
+
+    assert run.returncode == 0, output_of(run)
+    assert "V1__service_role.sql" in run.stdout, output_of(run)
+    assert "characters not shown" in run.stdout, output_of(run)
+    assert secret not in run.stdout, "the SQL appears in stdout"
+    assert secret not in run.stderr, "the SQL appears in stderr"
+
+
 # ---------------------------------------------------------------------------------------------
 # application_name
 # ---------------------------------------------------------------------------------------------

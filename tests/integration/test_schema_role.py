@@ -293,6 +293,17 @@ def test_argument_spec_rejects_invalid_value(
     assert user_relations(database) == set()
 
 
+@pytest.mark.parametrize("variable", ["schema_target", "schema_baseline_version"])
+def test_unquoted_dotted_version_rejected(
+    database: Database, tmp_path: Path, run_playbook: RunPlaybook, variable: str
+) -> None:
+    run = run_playbook(write_play(tmp_path, {variable: 1.10}))
+
+    assert run.returncode != 0, output_of(run)
+    assert f"{variable} is the number 1.1, but versions are text" in run.stdout, output_of(run)
+    assert user_relations(database) == set()
+
+
 def test_deploy_playbook_target(
     database: Database, run_playbook: RunPlaybook, play_recap: PlayRecap
 ) -> None:

@@ -258,3 +258,43 @@ def test_undo_missing_scripts_named_before_running(database: Database, tmp_path:
         "U<version>__<description>.sql file for each, or choose a higher target."
     )
     assert relations_by_kind(database)["table"] == {"a", "b", "c", "d", "schema_migrations"}
+
+
+DOTTED_FILES = {
+    "V1.9__first.sql": "CREATE TABLE dotted_first (id int);\n",
+    "U1.9__first.sql": "DROP TABLE dotted_first;\n",
+    "V1.10__second.sql": "CREATE TABLE dotted_second (id int);\n",
+    "U1.10__second.sql": "DROP TABLE dotted_second;\n",
+}
+
+
+@pytest.mark.parametrize("option", ["target", "baseline_version"])
+def test_unquoted_dotted_version_rejected(
+    database: Database, run_playbook, tmp_path: Path, option: str
+) -> None:
+    directory = write_migrations(tmp_path / "sql", DOTTED_FILES)
+    migrate(migrate_params(database, directory))
+    playbook = tmp_path / "unquoted.yml"
+    playbook.write_text(
+        textwrap.dedent(
+            f"""\
+            - name: Apply migrations with an unquoted version
+              hosts: localhost
+              connection: local
+              gather_facts: false
+              tasks:
+                - name: Apply pending migrations
+                  dbops.migrations.postgresql_migrate:
+                    path: {directory}
+                    {option}: 1.10
+            """
+        ),
+        encoding="utf-8",
+    )
+
+    run = run_playbook(playbook)
+
+    assert run.returncode != 0
+    assert f"{option} is the number 1.1, but versions are text" in run.stdout, run.stdout
+    assert [row["version"] for row in history_rows(database)] == ["1.9", "1.10"]
+    assert relations_by_kind(database)["table"] >= {"dotted_first", "dotted_second"}
