@@ -189,6 +189,36 @@ def test_role_tags_select_steps(
     assert compared_history(database) == expected_history()
 
 
+def test_role_with_own_migrations(
+    database: Database, tmp_path: Path, run_playbook: RunPlaybook, play_recap: PlayRecap
+) -> None:
+    sql_dir = tmp_path / "sql"
+    sql_dir.mkdir()
+    (sql_dir / "V1__orders.sql").write_text(
+        "CREATE TABLE orders (id int PRIMARY KEY, total numeric);\n", encoding="utf-8"
+    )
+    (sql_dir / "V2__order_totals.sql").write_text(
+        "CREATE MATERIALIZED VIEW order_totals AS SELECT sum(total) AS total FROM orders;\n",
+        encoding="utf-8",
+    )
+    role_vars = {
+        "schema_migrations_path": str(sql_dir),
+        "schema_refresh_tracking_table": None,
+        "schema_expected_objects": {
+            "public": {"tables": ["orders"], "materialized_views": ["order_totals"]}
+        },
+    }
+
+    run = run_playbook(write_play(tmp_path, role_vars))
+
+    assert run.returncode == 0, output_of(run)
+    # One migration step applies both files, and the refresh step refreshes order_totals.
+    assert play_recap(run.stdout)["changed"] == 2, output_of(run)
+    assert history_versions(database) == ["1", "2"]
+    assert "1 schema(s) contain the expected objects." in run.stdout, output_of(run)
+    assert "TASK [dbops.migrations.schema : Refresh the materialized views]" in run.stdout
+
+
 def test_verify_lists_missing_and_extra(
     database: Database, tmp_path: Path, run_playbook: RunPlaybook, play_recap: PlayRecap
 ) -> None:
@@ -202,7 +232,8 @@ def test_verify_lists_missing_and_extra(
     assert play_recap(run.stdout)["failed"] == 1, output_of(run)
     assert (
         "Schema verification failed: extra table public.scratch; "
-        "missing view public.v_match_rate_by_tenant_aggregated" in run.stdout
+        "missing view public.v_match_rate_by_tenant_aggregated. schema_expected_objects lists"
+        in run.stdout
     ), output_of(run)
 
 
