@@ -30,6 +30,12 @@ class ActionModule(ActionBase):
                 args = with_migration_files(self, args, task_vars)
         except AnsibleActionFail as error:
             return dict(result, failed=True, msg=error.message)
+        if args.get("sources") == []:
+            return dict(
+                result,
+                failed=True,
+                msg="sources is an empty list: give at least one migration, or set path.",
+            )
         if args.get("sources") is None:
             return dict(
                 result,

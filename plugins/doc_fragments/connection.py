@@ -69,8 +69,9 @@ options:
     default: {}
   application_name:
     description:
-      - The C(application_name) that identifies the session in C(pg_stat_activity), and in
-        the messages of other runs waiting for the migration lock.
+      - The C(application_name) that identifies the session in C(pg_stat_activity), and, for
+        M(dbops.migrations.postgresql_migrate), in the messages of other runs waiting for the
+        migration lock.
       - Defaults to C(dbops.migrations) followed by the module's name, and by the AWX job id
         when the job runs in AWX.
     type: str

@@ -218,7 +218,7 @@ notes:
   - Statements that PostgreSQL refuses inside a transaction block, such as
     C(CREATE INDEX CONCURRENTLY), need the line C(-- dbops:no-transaction) in their file. Such a
     file runs statement by statement outside a transaction; check mode does not execute it.
-  - psql meta-commands such as C(\\set) or C(\\connect), and top-level C(BEGIN) or C(COMMIT), are
+  - psql meta-commands such as C(\set) or C(\connect), and top-level C(BEGIN) or C(COMMIT), are
     rejected before anything runs.
   - In check mode all pending migrations share one transaction, so two things can fail that
     succeed in a real run, where each migration commits before the next starts. A later

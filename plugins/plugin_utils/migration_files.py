@@ -8,6 +8,7 @@ play delegates it or runs it on a remote host.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ansible.errors import AnsibleActionFail, AnsibleError
@@ -48,11 +49,9 @@ def with_migration_files(
     paths = args.pop("path")
     if isinstance(paths, str):
         paths = [paths]
+    directories = [_find_directory(action, str(path)) for path in paths]
     try:
-        directories = [action._find_needle("files", str(path)) for path in paths]
         files = read_directories(directories)
-    except AnsibleError as error:
-        raise AnsibleActionFail(f"Migration directory not found: {error.message}") from None
     except MigrationError as error:
         raise AnsibleActionFail(str(error)) from None
     args["sources"] = [
@@ -60,6 +59,26 @@ def with_migration_files(
         for script, text in files
     ]
     return args
+
+
+def _find_directory(action: ActionBase, path: str) -> str:
+    """Return the directory that ``path`` names, found as ansible.builtin.copy finds its src.
+
+    Raises AnsibleActionFail when nothing is found or the path is not a directory.
+    """
+    try:
+        found = action._find_needle("files", path)
+    except AnsibleError:
+        raise AnsibleActionFail(
+            f"Migration directory {path!r} not found: a relative path is looked up in the "
+            "role's files/ directory, then next to the playbook."
+        ) from None
+    if not os.path.isdir(found):
+        raise AnsibleActionFail(
+            f"Migration path {found!r} is a file, not a directory: set path to the directory "
+            "that contains the migration files."
+        )
+    return found
 
 
 def _render(action: ActionBase, script: str, text: str, task_vars: dict[str, Any] | None) -> str:

@@ -126,8 +126,17 @@ def test_path_and_sources_together_rejected(
             {"sources": [{"script": "V1__inline_orders.sql"}]},
             "missing required arguments: content found in sources",
         ),
+        (
+            {"sources": []},
+            "sources is an empty list: give at least one migration, or set path.",
+        ),
+        (
+            {"path": "no_such_directory"},
+            "Migration directory 'no_such_directory' not found: a relative path is looked up in "
+            "the role's files/ directory, then next to the playbook.",
+        ),
     ],
-    ids=["neither", "invalid-name", "no-content"],
+    ids=["neither", "invalid-name", "no-content", "empty-sources", "missing-directory"],
 )
 def test_invalid_migrate_arguments_rejected(
     database: Database, run_playbook, tmp_path: Path, arguments: dict[str, Any], message: str
@@ -140,4 +149,18 @@ def test_invalid_migrate_arguments_rejected(
 
     assert run.returncode != 0
     assert message in run.stdout, output_of(run)
+    assert relations_by_kind(database) == {}
+
+
+def test_path_to_file_rejected(database: Database, run_playbook, tmp_path: Path) -> None:
+    directory = write_migrations(tmp_path / "sql", {"V1__from_file.sql": INLINE_V1})
+    script = directory / "V1__from_file.sql"
+    playbook = write_play(
+        tmp_path / "file.yml", "dbops.migrations.postgresql_migrate", {"path": str(script)}
+    )
+
+    run = run_playbook(playbook)
+
+    assert run.returncode != 0
+    assert f"Migration path '{script}' is a file, not a directory" in run.stdout, output_of(run)
     assert relations_by_kind(database) == {}
