@@ -236,6 +236,28 @@ def test_undo_fails_in_check_mode_like_real_run(database: Database, tmp_path: Pa
     assert [row["type"] for row in history_rows(database)] == ["SQL", "SQL"]
 
 
+def test_failed_undo_names_what_stays_undone(database: Database, tmp_path: Path) -> None:
+    directory = write_migrations(
+        tmp_path / "sql",
+        {
+            "V1__a.sql": "CREATE TABLE a (id int);\n",
+            "V2__b.sql": "CREATE TABLE b (id int);\n",
+            "U2__b.sql": "DROP TABLE missing_table;\n",
+            "V3__c.sql": "CREATE TABLE c (id int);\n",
+            "U3__c.sql": "DROP TABLE c;\n",
+        },
+    )
+    migrate(migrate_params(database, directory))
+
+    with pytest.raises(ExecutionError) as raised:
+        migrate(migrate_params(database, directory, target="1"))
+
+    assert str(raised.value).endswith(
+        "Nothing from U2 was committed; V3, undone in this run by U3, stays undone."
+    )
+    assert relations_by_kind(database)["table"] == {"a", "b", "schema_migrations"}
+
+
 def test_undo_missing_scripts_named_before_running(database: Database, tmp_path: Path) -> None:
     directory = write_migrations(
         tmp_path / "sql",

@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import ExecutionError, MigrationError
 from .execution import PreparedMigration, run_statements, server_message
-from .sources import Migration
+from .sources import UNDO, Migration
 from .steps import (
     RunContext,
     check_backend,
@@ -223,10 +223,22 @@ def _invalid_index_note(names: set[str]) -> str:
 def stays_message(migration: Migration, applied: list[dict[str, Any]], current: str | None) -> str:
     """Say what stays applied when ``migration`` fails and rolls back."""
     head = f"Nothing from {migration.label} was committed;"
-    if applied:
-        labels = ", ".join(label(entry) for entry in applied)
-        verb = "stays" if len(applied) == 1 else "stay"
-        return f"{head} {labels}, applied in this run, {verb} applied."
+    done = [entry for entry in applied if entry["type"] != UNDO]
+    undone = [entry for entry in applied if entry["type"] == UNDO]
+    parts = []
+    if done:
+        verb = "stays" if len(done) == 1 else "stay"
+        parts.append(f"{_labels(done)}, applied in this run, {verb} applied")
+    if undone:
+        versions = ", ".join(f"V{entry['version']}" for entry in undone)
+        verb = "stays" if len(undone) == 1 else "stay"
+        parts.append(f"{versions}, undone in this run by {_labels(undone)}, {verb} undone")
+    if parts:
+        return f"{head} {'; '.join(parts)}."
     if current is not None:
         return f"{head} the database stays at version {current}."
     return f"{head} no migration has been applied to this database."
+
+
+def _labels(entries: list[dict[str, Any]]) -> str:
+    return ", ".join(label(entry) for entry in entries)
