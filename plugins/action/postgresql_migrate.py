@@ -23,11 +23,12 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
+        warnings: list[str] = []
         args = with_awx_job(self._task.args, task_vars, "postgresql_migrate")
         try:
             reject_fractional_versions(args)
             if args.get("path"):
-                args = with_migration_files(self, args, task_vars)
+                args = with_migration_files(self, args, task_vars, warnings.append)
         except AnsibleActionFail as error:
             return dict(result, failed=True, msg=error.message)
         if args.get("sources") == []:
@@ -46,4 +47,6 @@ class ActionModule(ActionBase):
             module_name=MODULE, module_args=args, task_vars=task_vars
         )
         result.update(without_source_text(module_result))
+        if warnings:
+            result["warnings"] = warnings + list(result.get("warnings") or [])
         return result

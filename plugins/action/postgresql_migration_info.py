@@ -22,14 +22,17 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
+        warnings: list[str] = []
         args = with_awx_job(self._task.args, task_vars, "postgresql_migration_info")
         if args.get("path"):
             try:
-                args = with_migration_files(self, args, task_vars)
+                args = with_migration_files(self, args, task_vars, warnings.append)
             except AnsibleActionFail as error:
                 return dict(result, failed=True, msg=error.message)
         module_result = self._execute_module(
             module_name=MODULE, module_args=args, task_vars=task_vars
         )
         result.update(without_source_text(module_result))
+        if warnings:
+            result["warnings"] = warnings + list(result.get("warnings") or [])
         return result

@@ -97,8 +97,8 @@ attributes:
 notes:
   - Refreshing needs ownership of the view, or on PostgreSQL 17 and later the C(MAINTAIN)
     privilege.
-  - A failed refresh fails the task. Views refreshed before it stay refreshed, and the message
-    names them.
+  - A failed refresh fails the task. Views refreshed before it stay refreshed, the message
+    names them, and the result lists them in RV(refreshed) with C(changed) true.
   - Only the selected views are refreshed. A materialized view that a selected one reads is
     not refreshed unless it is selected too.
   - C(last_refreshed_at) is compared with C(now()). When the column is a C(timestamp) without
@@ -142,7 +142,9 @@ refreshed:
     - Views refreshed, in the order they ran. In check mode, the views that would be
       refreshed, with RV(refreshed[].duration_ms) 0.
     - RV(refreshed[].reason) says why the method was chosen.
-  returned: always
+    - When a refresh fails, the views refreshed before it, which stay refreshed. C(changed)
+      is then true if there is at least one.
+  returned: success, and when a refresh fails
   type: list
   elements: dict
   contains:
@@ -177,7 +179,7 @@ not_refreshed:
   description:
     - Views left alone because O(only_due) is set and they are not due, and why.
     - The key is not named C(skipped) because Ansible would then report the task as skipped.
-  returned: always
+  returned: success, and when a refresh fails
   type: list
   elements: dict
   contains:
@@ -248,7 +250,7 @@ def main():
     try:
         result = refresh_materialized_views(module.params, module.check_mode)
     except MigrationError as error:
-        module.fail_json(msg=str(error))
+        module.fail_json(msg=str(error), **(error.result or {}))
     module.exit_json(**result)
 
 

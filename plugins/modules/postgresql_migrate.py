@@ -105,6 +105,9 @@ options:
         type C(BASELINE), without running its SQL; later versions are applied as usual.
       - Applies only while the history table records no versioned migration. Once the
         baseline is recorded the option has no further effect, so it can stay in the play.
+      - It must name a version that has a migration file. A version above the newest file is
+        rejected before anything is recorded, because a later file up to that version could
+        never be applied.
     type: str
   baseline_verify:
     description:

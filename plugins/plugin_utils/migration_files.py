@@ -9,6 +9,7 @@ play delegates it or runs it on a remote host.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from ansible.errors import AnsibleActionFail, AnsibleError
@@ -29,7 +30,10 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.sourc
 
 
 def with_migration_files(
-    action: ActionBase, args: dict[str, Any], task_vars: dict[str, Any] | None = None
+    action: ActionBase,
+    args: dict[str, Any],
+    task_vars: dict[str, Any] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Return a copy of the module arguments with the files of ``path`` read into ``sources``.
 
@@ -38,7 +42,8 @@ def with_migration_files(
     the module reads nothing on the managed host. Files ending in ``.sql.j2`` are rendered
     with the play's variables here, so checksums are taken over the rendered SQL. Raises
     AnsibleActionFail when ``sources`` is set too, a directory is missing, a file is invalid
-    or a template fails to render.
+    or a template fails to render. A directory without migration files is reported to
+    ``warn``.
     """
     args = dict(args)
     if args.get("sources") is not None:
@@ -51,7 +56,7 @@ def with_migration_files(
         paths = [paths]
     directories = [_find_directory(action, str(path)) for path in paths]
     try:
-        files = read_directories(directories)
+        files = read_directories(directories, warn)
     except MigrationError as error:
         raise AnsibleActionFail(str(error)) from None
     args["sources"] = [

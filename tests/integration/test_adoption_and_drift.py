@@ -251,6 +251,49 @@ def test_baseline_below_every_file_rejected(database: Database, migrations: Path
     assert not relation_exists(database, "b"), "V2 ran after the rejected baseline"
 
 
+THREE_FILES = {
+    "V1__create_a.sql": CREATE_A,
+    "V2__create_b.sql": CREATE_B,
+    "V3__create_c.sql": CREATE_C,
+}
+
+ABOVE_NEWEST_MESSAGE = (
+    "Invalid baseline_version 5: it is above V3 (V3__create_c.sql), the newest versioned "
+    "migration file, so every run would fail once a migration up to version 5 is added. Set "
+    "baseline_version to the version the database is at, which must have a migration file, "
+    "and add any missing files first. Nothing was recorded."
+)
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+def test_baseline_above_newest_file_rejected(
+    database: Database, migrations: Path, check_mode: bool
+) -> None:
+    write_migrations(migrations, THREE_FILES)
+    params = migrate_params(database, migrations, baseline_version="5")
+
+    with pytest.raises(PlanError) as raised:
+        api.migrate(params, check_mode=check_mode, diff=False, warn=[].append)
+
+    assert str(raised.value) == ABOVE_NEWEST_MESSAGE
+    assert not history_table_exists(database), "a rejected baseline created the history table"
+    assert not relation_exists(database, "a"), "V1 ran after the rejected baseline"
+
+
+def test_baseline_at_newest_file_stays_in_play(database: Database, migrations: Path) -> None:
+    write_migrations(migrations, THREE_FILES)
+    params = migrate_params(database, migrations, baseline_version="3.0")
+    first = migrate(params)
+    write_migrations(migrations, {"V4__create_d.sql": "CREATE TABLE d (id integer);\n"})
+
+    second = migrate(params)
+
+    assert first["baselined"] == ["1", "2", "3"]
+    assert applied_versions(second) == ["4"]
+    assert second["baselined"] == []
+    assert history_versions(database) == ["1", "2", "3", "4"]
+
+
 def test_baseline_version_not_a_number_rejected(database: Database) -> None:
     apply_by_hand(database, V1_SCRIPT)
 

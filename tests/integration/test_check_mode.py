@@ -438,7 +438,9 @@ def test_check_detects_drift(
         "Migration files do not match the history table: applied migration V1 "
         f"(V1__initial_schema.sql) was changed after it was applied: checksum {recorded} in "
         f"the history, {edited} now. Restore the applied files as they were, and put changes "
-        "in a new migration."
+        "in a new migration. If an edit changes nothing that the migration does, such as a "
+        "comment, set accept_checksums to ['1'] to record the new checksum without running "
+        "any SQL."
     )
     assert str(in_check.value) == str(in_real_run.value)
 

@@ -164,3 +164,21 @@ def test_path_to_file_rejected(database: Database, run_playbook, tmp_path: Path)
     assert run.returncode != 0
     assert f"Migration path '{script}' is a file, not a directory" in run.stdout, output_of(run)
     assert relations_by_kind(database) == {}
+
+
+@pytest.mark.parametrize(
+    "module", ["dbops.migrations.postgresql_migrate", "dbops.migrations.postgresql_migration_info"]
+)
+def test_empty_directory_warns_in_play(
+    database: Database, run_playbook, tmp_path: Path, module: str
+) -> None:
+    core = write_migrations(tmp_path / "core", {"V1__inline_orders.sql": INLINE_V1})
+    misspelt = tmp_path / "reportng"
+    misspelt.mkdir()
+    playbook = write_play(tmp_path / "warn.yml", module, {"path": [str(core), str(misspelt)]})
+
+    run = run_playbook(playbook)
+
+    assert run.returncode == 0, output_of(run)
+    assert "[WARNING]: Migration directory" in run.stdout + run.stderr, output_of(run)
+    assert f"{str(misspelt)!r} contains no .sql or .sql.j2 file" in output_of(run)

@@ -8,8 +8,10 @@ playbooks/refresh_matviews.yml.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -441,6 +443,57 @@ def test_failure_names_views_already_refreshed(chain: Database) -> None:
     assert message.endswith("Refreshed before it, and still refreshed: public.mv_a.")
 
 
+def test_failure_result_lists_refreshed(chain: Database) -> None:
+    execute(
+        chain,
+        "CREATE MATERIALIZED VIEW mv_z AS SELECT 1 / (count(*) - 30) AS x FROM events WITH NO DATA",
+    )
+
+    with pytest.raises(RefreshError) as error:
+        run_refresh(chain, names=["mv_z", "mv_b", "mv_a"])
+
+    result = error.value.result
+    assert result is not None, "the error carries no result"
+    assert result["changed"] is True
+    assert refreshed_names(result) == ["public.mv_a", "public.mv_b"]
+    assert [sorted(entry) for entry in result["refreshed"]] == [
+        ["concurrently", "duration_ms", "name", "reason"],
+        ["concurrently", "duration_ms", "name", "reason"],
+    ]
+    assert result["refreshed"][0]["concurrently"] is False
+    assert result["refreshed"][0]["reason"].startswith("plain refresh because the view ")
+    assert result["not_refreshed"] == []
+
+
+def test_first_failure_result_unchanged(chain: Database, held_lock: None) -> None:
+    with pytest.raises(RefreshError) as error:
+        run_refresh(chain, names=["mv_a", "mv_b"], lock_timeout="100ms")
+
+    result = error.value.result
+    assert result is not None, "the error carries no result"
+    assert result["changed"] is False
+    assert result["refreshed"] == []
+
+
+def test_failure_result_keeps_not_due(chain: Database) -> None:
+    execute(
+        chain,
+        TRACKING_TABLE,
+        "INSERT INTO refresh_log (view_name) VALUES ('mv_a')",
+        "CREATE MATERIALIZED VIEW mv_z AS SELECT 1 / (count(*) - 30) AS x FROM events WITH NO DATA",
+    )
+
+    with pytest.raises(RefreshError) as error:
+        run_refresh(
+            chain, names=["mv_a", "mv_c", "mv_z"], tracking_table="refresh_log", only_due=True
+        )
+
+    result = error.value.result
+    assert result is not None, "the error carries no result"
+    assert refreshed_names(result) == ["public.mv_c"]
+    assert [entry["name"] for entry in result["not_refreshed"]] == ["public.mv_a"]
+
+
 def test_invalid_lock_timeout(chain: Database) -> None:
     with pytest.raises(RefreshError, match=r"^Invalid lock_timeout '5 parsecs': "):
         run_refresh(chain, names=["mv_a"], lock_timeout="5 parsecs")
@@ -452,6 +505,39 @@ def test_connection_failure_is_migration_error(database: Database) -> None:
 
 
 # --- the playbook
+
+FAILING_REFRESH_PLAYBOOK = """\
+- name: Refresh a view that succeeds, then one that fails
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Refresh mv_a and mv_z
+      dbops.migrations.postgresql_matview_refresh:
+        names: [mv_a, mv_z]
+"""
+
+
+def test_failed_task_reports_refreshed(
+    chain: Database, run_playbook: RunPlaybook, play_recap: PlayRecap, tmp_path: Path
+) -> None:
+    execute(
+        chain,
+        "CREATE MATERIALIZED VIEW mv_z AS SELECT 1 / (count(*) - 30) AS x FROM events WITH NO DATA",
+    )
+    playbook = tmp_path / "refresh.yml"
+    playbook.write_text(FAILING_REFRESH_PLAYBOOK, encoding="utf-8")
+
+    process = run_playbook(playbook)
+
+    output = f"{process.stdout}\n{process.stderr}"
+    assert process.returncode != 0, output
+    assert play_recap(process.stdout)["failed"] == 1, output
+    fatal = next(line for line in process.stdout.splitlines() if line.startswith("fatal:"))
+    result = json.loads(fatal.split(" => ", 1)[1])
+    assert result["changed"] is True
+    assert refreshed_names(result) == ["public.mv_a"]
+    assert result["msg"].startswith("REFRESH MATERIALIZED VIEW public.mv_z failed: ")
 
 
 def test_refresh_playbook_refreshes_due_views(

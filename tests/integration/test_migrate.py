@@ -295,7 +295,9 @@ def test_checksum_drift_stops_run(database: Database, migrations: Path) -> None:
         "Migration files do not match the history table: applied migration V2 "
         f"(V2__create_b.sql) was changed after it was applied: checksum {text_sha256(CREATE_B)} "
         f"in the history, {text_sha256(edited)} now. Restore the applied files as they were, "
-        "and put changes in a new migration."
+        "and put changes in a new migration. If an edit changes nothing that the migration "
+        "does, such as a comment, set accept_checksums to ['2'] to record the new checksum "
+        "without running any SQL."
     )
     assert history_versions(database) == ["1", "2"]
     assert not relation_exists(database, "c"), "pending V3 ran despite the drift"
@@ -352,6 +354,55 @@ def test_invalid_file_name_rejected(database: Database, migrations: Path) -> Non
         f"Invalid migration file name 'V2_create_b.sql': expected {NAME_PATTERNS}."
     )
     assert user_relations(database) == set(), "the database changed before the files were checked"
+
+
+# --- files that a run ignores
+
+
+def test_empty_path_directory_warns(database: Database, tmp_path: Path) -> None:
+    core = write_migrations(tmp_path / "core", {"V1__create_a.sql": CREATE_A})
+    misspelt = write_migrations(tmp_path / "reportng", {"migrations/README.md": "# notes\n"})
+    warnings: list[str] = []
+
+    result = migrate(migrate_params(database, core, misspelt), warnings)
+
+    assert [entry["version"] for entry in result["applied"]] == ["1"]
+    assert warnings == [
+        f"Migration directory {str(misspelt)!r} contains no .sql or .sql.j2 file, in it or in a "
+        "subdirectory, so it adds no migration. Check path for a typo, or remove the directory "
+        "from it."
+    ]
+
+
+def test_inline_sources_do_not_warn(database: Database) -> None:
+    warnings: list[str] = []
+    params = migrate_params(database, sources=[{"script": "V1__create_a.sql", "content": CREATE_A}])
+    params["path"] = None
+
+    result = migrate(params, warnings)
+
+    assert [entry["version"] for entry in result["applied"]] == ["1"]
+    assert warnings == []
+
+
+def test_undo_without_versioned_warns(database: Database, migrations: Path) -> None:
+    write_migrations(
+        migrations,
+        {
+            "V1__create_a.sql": CREATE_A,
+            "U1__drop_a.sql": "DROP TABLE a;\n",
+            "U2__drop_b.sql": "DROP TABLE b;\n",
+        },
+    )
+    warnings: list[str] = []
+
+    result = migrate(migrate_params(database, migrations), warnings)
+
+    assert [entry["script"] for entry in result["applied"]] == ["V1__create_a.sql"]
+    assert warnings == [
+        "Undo script U2 (U2__drop_b.sql) has no versioned migration V2 to undo, so it is "
+        "ignored. Check its version, or add the V2 file it undoes."
+    ]
 
 
 # --- target and order

@@ -17,6 +17,7 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations.histo
     HistoryRow,
 )
 from ansible_collections.dbops.migrations.plugins.module_utils._migrations.planner import (
+    DriftPolicy,
     make_plan,
 )
 from ansible_collections.dbops.migrations.plugins.module_utils._migrations.sources import (
@@ -149,7 +150,9 @@ def test_plan_checksum_changed() -> None:
         "Migration files do not match the history table: applied migration V2 "
         "(schema/V2__create_invoices.sql) was changed after it was applied: checksum "
         f"{old_checksum} in the history, {V2.checksum} now. Restore the applied files as "
-        "they were, and put changes in a new migration."
+        "they were, and put changes in a new migration. If an edit changes nothing that the "
+        "migration does, such as a comment, set accept_checksums to ['2'] to record the new "
+        "checksum without running any SQL."
     )
 
 
@@ -170,8 +173,63 @@ def test_plan_missing_and_changed_together() -> None:
         "(schema/V1__create_customers.sql) was changed after it was applied: checksum "
         f"{old_checksum} in the history, {V1.checksum} now; applied migration V2 "
         "(schema/V2__create_invoices.sql) has no file any more. Restore the applied files as "
-        "they were, and put changes in a new migration."
+        "they were, and put changes in a new migration. If an edit changes nothing that the "
+        "migration does, such as a comment, set accept_checksums to ['1'] to record the new "
+        "checksum without running any SQL."
     )
+
+
+def test_plan_checksums_changed_lists_versions() -> None:
+    history = [history_row(1, V1, checksum="1" * 64), history_row(2, V2, checksum="2" * 64)]
+    message = plan_error([V1, V2], history, None)
+    assert message.endswith(
+        "set accept_checksums to ['1', '2'] to record the new checksum without running any SQL."
+    )
+
+
+def test_plan_checksum_mismatch_accepted() -> None:
+    history = [history_row(1, V1), history_row(2, V2, checksum="0" * 64)]
+    plan = make_plan([V1, V2, V3], history, None, DriftPolicy(accept_checksums=["2"]))
+    assert scripts(plan.pending) == [V3.script]
+    assert [source.script for _row, source in plan.accepted] == [V2.script]
+
+
+U2 = parse_source("schema/U2__drop_invoices.sql", "DROP TABLE invoices;\n")
+U5 = parse_source("schema/U5__drop_archive.sql", "DROP TABLE archive;\n")
+
+UNMATCHED_U5 = (
+    "Undo script U5 (schema/U5__drop_archive.sql) has no versioned migration V5 to undo, so "
+    "it is ignored. Check its version, or add the V5 file it undoes."
+)
+
+
+def test_plan_undo_without_versioned_noted() -> None:
+    plan = make_plan([V1, V2, U5, U2], [history_row(1, V1)], None)
+    assert scripts(plan.pending) == [V2.script]
+    assert plan.notes == [UNMATCHED_U5]
+
+
+def test_plan_undo_with_versioned_silent() -> None:
+    plan = make_plan([V1, V2, U2], [history_row(1, V1), history_row(2, V2)], None)
+    assert plan.notes == []
+
+
+def test_plan_undo_of_fileless_applied_silent() -> None:
+    policy = DriftPolicy(ignore_missing_files=True)
+    history = [history_row(1, V1), history_row(2, V2)]
+    plan = make_plan([V1, U2], history, "1", policy)
+    assert scripts(plan.pending) == [U2.script]
+    assert plan.notes == [
+        "Applied migration V2 (schema/V2__create_invoices.sql) has no file any more; ignored "
+        "because ignore_missing_files is set."
+    ]
+
+
+def test_plan_undo_target_notes_unmatched() -> None:
+    history = [history_row(1, V1), history_row(2, V2)]
+    plan = make_plan([V1, V2, U5, U2], history, "1")
+    assert plan.undo is True
+    assert plan.notes == [UNMATCHED_U5]
 
 
 def test_plan_pending_older_than_applied() -> None:

@@ -300,6 +300,46 @@ def test_read_directories_several(tmp_path: Path) -> None:
     assert scripts == ["V1__a.sql", "sub/V2__b.sql"]
 
 
+def empty_directory_warning(directory: Path) -> str:
+    return (
+        f"Migration directory {str(directory)!r} contains no .sql or .sql.j2 file, in it or in "
+        "a subdirectory, so it adds no migration. Check path for a typo, or remove the "
+        "directory from it."
+    )
+
+
+def test_read_directories_warns_empty(tmp_path: Path) -> None:
+    write(tmp_path / "base" / "V1__a.sql", "SELECT 1;\n")
+    write(tmp_path / "reporting" / "README.md", "# no migration\n")
+    write(tmp_path / "reporting" / "sub" / ".#V2__b.sql", "lock\n")
+    warnings: list[str] = []
+
+    files = read_directories([str(tmp_path / "base"), str(tmp_path / "reporting")], warnings.append)
+
+    assert [script for script, _text in files] == ["V1__a.sql"]
+    assert warnings == [empty_directory_warning(tmp_path / "reporting")]
+
+
+def test_read_directories_nested_file_no_warning(migration_tree: Path) -> None:
+    warnings: list[str] = []
+    read_directories([str(migration_tree)], warnings.append)
+    assert warnings == [], "a subdirectory without migrations was reported"
+
+
+def test_read_directories_all_empty(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    warnings: list[str] = []
+
+    files = read_directories([str(tmp_path / "one"), str(tmp_path / "two")], warnings.append)
+
+    assert files == []
+    assert warnings == [
+        empty_directory_warning(tmp_path / "one"),
+        empty_directory_warning(tmp_path / "two"),
+    ]
+
+
 def test_read_directories_not_utf8(tmp_path: Path) -> None:
     write(tmp_path / "schema" / "V1__latin1.sql", b"SELECT 'caf\xe9';\n")
     path = os.path.join(str(tmp_path), "schema", "V1__latin1.sql")

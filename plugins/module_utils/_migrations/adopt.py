@@ -114,6 +114,7 @@ def baseline(
             f"baseline_version {format_version(options.baseline_version or '0')} matches no "
             "migration file: no versioned file has that version or a lower one."
         )
+    _reject_above_newest(options.baseline_version or "0", target, sources)
     if options.baseline_verify:
         _verify_objects(context, covered)
     versions = [m.version for m in covered if m.version]
@@ -136,6 +137,27 @@ def baseline(
         for m in covered
     ]
     return rows + baselined, covered
+
+
+def _reject_above_newest(
+    baseline_version: str, target: tuple[int, ...], sources: list[Migration]
+) -> None:
+    """Raise PlanError when ``baseline_version`` is above the newest versioned file.
+
+    A file added later with a version up to ``baseline_version`` would be neither baselined
+    nor allowed to run, so every run that keeps the option would fail.
+    """
+    newest = max((m for m in sources if m.kind == VERSIONED), key=lambda m: m.key)
+    if target <= newest.key:
+        return
+    version = format_version(baseline_version)
+    raise PlanError(
+        f"Invalid baseline_version {version}: it is above V{newest.version} ({newest.script}), "
+        f"the newest versioned migration file, so every run would fail once a migration up to "
+        f"version {version} is added. Set baseline_version to the version the database is at, "
+        "which must have a migration file, and add any missing files first. Nothing was "
+        "recorded."
+    )
 
 
 def _verify_objects(context: RunContext, covered: list[Migration]) -> None:

@@ -55,13 +55,18 @@ def connection_settings(params: dict[str, Any], application: str) -> ConnectionS
     return settings
 
 
-def collect_sources(params: dict[str, Any]) -> list[Migration]:
-    """Return the migrations given in ``sources``, or read them from ``path``."""
+def collect_sources(
+    params: dict[str, Any], warn: Callable[[str], None] | None = None
+) -> list[Migration]:
+    """Return the migrations given in ``sources``, or read them from ``path``.
+
+    A directory of ``path`` that contains no migration file is reported to ``warn``.
+    """
     passed = params.get("sources")
     if passed is not None:
         files = [(item["script"], item["content"]) for item in passed]
     else:
-        files = read_directories(list(params["path"]))
+        files = read_directories(list(params["path"]), warn)
         templates = [script for script, _text in files if script.endswith(TEMPLATE_SUFFIX)]
         if templates:
             raise SourceError(
@@ -78,7 +83,7 @@ def migrate(
 
     Warnings go to ``warn``. Raises MigrationError subclasses for every expected failure.
     """
-    sources = collect_sources(params)
+    sources = collect_sources(params, warn)
     for name in ("history_schema", "history_table"):
         if not params[name]:
             raise MigrationError(f"{name} must not be empty.")

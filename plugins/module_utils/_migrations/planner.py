@@ -43,7 +43,8 @@ def make_plan(
     Raises on a failed migration left in the history, an applied migration whose file is
     gone or whose checksum changed, a pending migration older than the newest applied one,
     and a target below the current version, unless ``policy`` accepts that difference;
-    each accepted difference is described in ``Plan.notes``.
+    each accepted difference is described in ``Plan.notes``, and so is each undo script
+    whose version has neither a versioned file nor an applied migration.
     """
     policy = policy or DriftPolicy()
     _reject_failed(history)
@@ -51,6 +52,7 @@ def make_plan(
     notes: list[str] = []
     accepted = _check_applied_sources(sources, applied, policy, notes)
     applied_keys = {version_key(row.version) for row in applied if row.version}
+    _note_unmatched_undo(sources, applied_keys, notes)
     newest = max(applied_keys, default=None)
     current_version = _version_of(applied, newest)
     versions = [row.version for row in sorted(applied, key=lambda r: version_key(r.version or "0"))]
@@ -118,6 +120,22 @@ def _undo_steps(
     return [undo_scripts[version_key(row.version or "0")] for row in above]
 
 
+def _note_unmatched_undo(
+    sources: list[Migration], applied_keys: set[tuple[int, ...]], notes: list[str]
+) -> None:
+    """Add a note for each undo script that no run can use, because neither a versioned file
+    nor an applied migration has its version."""
+    usable = {m.key for m in sources if m.kind == VERSIONED} | applied_keys
+    for migration in sources:
+        if migration.kind != UNDO or migration.key in usable:
+            continue
+        notes.append(
+            f"Undo script U{migration.version} ({migration.script}) has no versioned migration "
+            f"V{migration.version} to undo, so it is ignored. Check its version, or add the "
+            f"V{migration.version} file it undoes."
+        )
+
+
 def _reject_failed(history: list[HistoryRow]) -> None:
     failed = [row for row in history if not row.success]
     if not failed:
@@ -141,6 +159,7 @@ def _check_applied_sources(
     }
     accepted: list[tuple[HistoryRow, Migration]] = []
     problems = []
+    changed: list[str] = []
     for row in applied:
         key = version_key(row.version or "0")
         source = by_key.get(key)
@@ -154,6 +173,7 @@ def _check_applied_sources(
         elif source.checksum != row.checksum and key in accept:
             accepted.append((row, source))
         elif source.checksum != row.checksum:
+            changed.append(str(source.version))
             problems.append(
                 f"applied migration V{row.version} ({source.script}) was changed after it "
                 f"was applied: checksum {row.checksum} in the history, {source.checksum} now"
@@ -162,8 +182,20 @@ def _check_applied_sources(
         raise PlanError(
             "Migration files do not match the history table: " + "; ".join(problems) + ". "
             "Restore the applied files as they were, and put changes in a new migration."
+            + _accept_checksums_hint(changed)
         )
     return accepted
+
+
+def _accept_checksums_hint(changed: list[str]) -> str:
+    """Return the accept_checksums advice for the ``changed`` versions, or "" if none."""
+    if not changed:
+        return ""
+    listed = ", ".join(repr(version) for version in changed)
+    return (
+        " If an edit changes nothing that the migration does, such as a comment, set "
+        f"accept_checksums to [{listed}] to record the new checksum without running any SQL."
+    )
 
 
 def _reject_out_of_order(

@@ -311,7 +311,8 @@ class TrackingTable:
         if row is None:
             raise RefreshError(
                 f"Tracking table {name!r} not found. Create it (see "
-                "files/sql/matviews/V3__materialized_views.sql) or leave tracking_table unset."
+                "files/sql/matviews/V3__materialized_views.sql) or leave tracking_table unset "
+                "(schema_refresh_tracking_table: null in the role dbops.migrations.schema)."
             )
         oid, schema, table, columns = row
         missing = [column for column in TRACKING_COLUMNS if column not in columns]
@@ -383,7 +384,8 @@ def refresh(
     With a tracking table, the view's last_refreshed_at is set in the same transaction as its
     refresh. The tracking table is read only when ``views`` is not empty. In check mode
     nothing is refreshed or written, and the result lists what would be. Raises RefreshError
-    when a refresh fails. Views refreshed before it stay refreshed.
+    when a refresh fails. Views refreshed before it stay refreshed, and the error's ``result``
+    lists them as a successful run would.
     """
     with connection.cursor() as cursor:
         _check_lock_timeout(cursor, options.lock_timeout)
@@ -396,22 +398,31 @@ def refresh(
             schedules = tracking.schedules(cursor, views)
     result = RefreshResult()
     planned = _plan(views, schedules, options, result)
-    for view, concurrently, reason in planned:
-        elapsed = 0
-        if not options.check_mode:
-            schedule = schedules.get(view.oid)
-            view_name = schedule.view_name if schedule else None
-            elapsed = _refresh_one(
-                connection, view, concurrently, options, tracking, view_name, result
+    try:
+        for view, concurrently, reason in planned:
+            elapsed = 0
+            if not options.check_mode:
+                schedule = schedules.get(view.oid)
+                view_name = schedule.view_name if schedule else None
+                elapsed = _refresh_one(
+                    connection, view, concurrently, options, tracking, view_name, result
+                )
+            result.refreshed.append(
+                {
+                    "name": view.qualified_name,
+                    "concurrently": concurrently,
+                    "reason": reason,
+                    "duration_ms": elapsed,
+                }
             )
-        result.refreshed.append(
-            {
-                "name": view.qualified_name,
-                "concurrently": concurrently,
-                "reason": reason,
-                "duration_ms": elapsed,
-            }
-        )
+    except RefreshError as error:
+        # The views refreshed before the failing one are committed, so the task changed them.
+        error.result = {
+            "changed": result.changed,
+            "refreshed": result.refreshed,
+            "not_refreshed": result.not_refreshed,
+        }
+        raise
     return result
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import SourceError
@@ -171,16 +172,20 @@ def _reject_duplicates(migrations: list[Migration]) -> None:
     )
 
 
-def read_directories(paths: list[str]) -> list[tuple[str, str]]:
+def read_directories(
+    paths: list[str], warn: Callable[[str], None] | None = None
+) -> list[tuple[str, str]]:
     """Read every ``*.sql`` and ``*.sql.j2`` file below each directory, recursively.
 
     Each script is named by its path relative to the directory it was found in, with ``/``
-    as the separator. Files are decoded as UTF-8; templates are returned unrendered.
+    as the separator. Files are decoded as UTF-8; templates are returned unrendered. Each
+    directory with no such file, in it or below it, is reported to ``warn``.
     """
     files: list[tuple[str, str]] = []
     for top in paths:
         if not os.path.isdir(top):
             raise SourceError(f"Migration directory {top!r} not found.")
+        found_before = len(files)
         for directory, subdirs, names in os.walk(top):
             subdirs.sort()
             for name in sorted(names):
@@ -193,6 +198,12 @@ def read_directories(paths: list[str]) -> list[tuple[str, str]]:
                 full = os.path.join(directory, name)
                 script = os.path.relpath(full, top).replace(os.sep, "/")
                 files.append((script, read_text(full)))
+        if warn is not None and len(files) == found_before:
+            warn(
+                f"Migration directory {top!r} contains no .sql or .sql.j2 file, in it or in a "
+                "subdirectory, so it adds no migration. Check path for a typo, or remove the "
+                "directory from it."
+            )
     return files
 
 
