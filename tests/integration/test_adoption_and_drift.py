@@ -114,6 +114,10 @@ def test_baseline_records_hand_applied_versions(database: Database) -> None:
     assert applied_versions(result) == ["3"]
     assert result["changed"] is True
     assert result["current_version"] == "3"
+    assert result["msg"] == (
+        "Applied 1 migration (V3); the database is at version 3. Recorded V1, V2 as baseline, "
+        "without running SQL."
+    )
     assert warnings == [BASELINE_WARNING]
     rows = full_history(database)
     assert [row[:4] for row in rows] == [
@@ -431,6 +435,10 @@ def test_accept_checksums_records_new_checksum(database: Database, commented_v1:
     assert result["accepted_checksums"] == ["1"]
     assert result["changed"] is True
     assert result["applied"] == []
+    assert result["msg"] == (
+        "No migration pending; the database is at version 1. Recorded V1 with the new "
+        "checksum, without running SQL."
+    )
     assert warnings == [
         f"Applied migration V1 (V1__settings.sql) changed after it was applied; "
         f"accept_checksums records checksum {text_sha256(SETTINGS_V1_COMMENTED)} in place of "
@@ -449,6 +457,7 @@ def test_accept_checksums_check_mode_writes_nothing(database: Database, commente
 
     assert result["accepted_checksums"] == ["1"]
     assert result["changed"] is True
+    assert result["msg"].endswith("Would record V1 with the new checksum, without running SQL.")
     assert recorded_checksum(database, "1") == text_sha256(SETTINGS_V1)
     assert settings_rows(database) == [("default",)]
 

@@ -95,6 +95,25 @@ def test_parse_source_invalid_name(script: str) -> None:
         parse_source(script, TEXT)
 
 
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param("../../etc/V1__generated.sql", id="parent-directory"),
+        pytest.param("views/../V1__generated.sql", id="parent-in-middle"),
+        pytest.param("/etc/V1__generated.sql", id="absolute"),
+        pytest.param("views//V1__generated.sql", id="empty-part"),
+        pytest.param("views\\V1__generated.sql", id="backslash"),
+    ],
+)
+def test_parse_source_path_outside_rejected(script: str) -> None:
+    message = (
+        f"Invalid migration file name {script!r}: expected a relative path with / between its "
+        "parts and no '..', such as views/V2__reports.sql."
+    )
+    with pytest.raises(SourceError, match=re.escape(message)):
+        parse_source(script, TEXT)
+
+
 def test_load_sources_invalid_names() -> None:
     files = [("V1__ok.sql", TEXT), ("notes.sql", TEXT), ("v2__bad.sql", TEXT)]
     with pytest.raises(SourceError) as excinfo:

@@ -144,7 +144,32 @@ def task_result(outcome: RunResult, check_mode: bool, strategy: str) -> dict[str
 
 
 def summary(outcome: RunResult, check_mode: bool, strategy: str) -> str:
-    """Return the one-line message of a run."""
+    """Return the one-line message of a run, followed by what it recorded in the history
+    without running SQL."""
+    records = _records_phrase(outcome, check_mode)
+    return migrations_summary(outcome, check_mode, strategy) + (f" {records}" if records else "")
+
+
+def _records_phrase(outcome: RunResult, check_mode: bool) -> str:
+    """Name the history rows recorded without running SQL: baselines and accepted checksums.
+    Resolved failures have a warning of their own."""
+    recorded = [
+        (outcome.baselined, "as baseline"),
+        (outcome.accepted_checksums, "with the new checksum"),
+    ]
+    parts = [
+        f"{', '.join(f'V{version}' for version in versions)} {how}"
+        for versions, how in recorded
+        if versions
+    ]
+    if not parts:
+        return ""
+    verb = "Would record" if check_mode else "Recorded"
+    return f"{verb} {'; '.join(parts)}, without running SQL."
+
+
+def migrations_summary(outcome: RunResult, check_mode: bool, strategy: str) -> str:
+    """Return the sentence about the migrations that ran, or would run."""
     labels = ", ".join(label(entry) for entry in outcome.applied)
     at = _version_phrase(outcome.current_version)
     count = len(outcome.applied)

@@ -87,7 +87,13 @@ def parse_source(script: str, text: str) -> Migration:
     A name ending in ``.sql.j2`` is a template that the action plugin has already rendered;
     it is parsed as the name without ``.j2``.
     """
-    name = script.rsplit("/", 1)[-1].removesuffix(TEMPLATE_SUFFIX)
+    parts = script.split("/")
+    if script.startswith("/") or "\\" in script or ".." in parts or "" in parts[:-1]:
+        raise SourceError(
+            f"Invalid migration file name {script!r}: expected a relative path with / between "
+            "its parts and no '..', such as views/V2__reports.sql."
+        )
+    name = parts[-1].removesuffix(TEMPLATE_SUFFIX)
     normalised = normalise_text(text)
     digest = checksum(normalised)
     versioned = _VERSIONED_NAME.match(name)
