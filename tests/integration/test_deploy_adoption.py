@@ -40,6 +40,22 @@ def test_deploy_baselines_then_applies_rest(database: Database, run_playbook, pl
     ]
 
 
+def test_status_marks_baselined_versions(database: Database, run_playbook) -> None:
+    apply_by_hand(database, "schema/V1__initial_schema.sql", "views/V2__analytics_views.sql")
+    deploy = run_playbook("playbooks/deploy_schema.yml", "-e", "schema_baseline_version=2")
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+
+    status = run_playbook("playbooks/migration_status.yml")
+
+    assert status.returncode == 0, status.stdout + status.stderr
+    lines = [line for line in status.stdout.splitlines() if "__" in line and "(" in line]
+    baselined = [line for line in lines if "baseline: recorded, not run" in line]
+    assert len(baselined) == 2, status.stdout
+    assert "V1__initial_schema.sql" in baselined[0]
+    assert "V2__analytics_views.sql" in baselined[1]
+    assert any("V3__materialized_views.sql" in line for line in lines if line not in baselined)
+
+
 def test_deploy_refuses_half_migrated_baseline(database: Database, run_playbook) -> None:
     apply_by_hand(database, "schema/V1__initial_schema.sql")
 
