@@ -124,6 +124,33 @@ def test_routine_bodies_and_literals_apply(database: Database) -> None:
     assert history(database) == [("1", "SQL", True)]
 
 
+FAILING_BODIES = """\
+CREATE TABLE checked (id int);
+-- The DO body starts on line 3, so the RAISE on line 8 is line 6 of the body.
+DO $check$
+DECLARE
+  found int;
+BEGIN
+  SELECT count(*) INTO found FROM checked;
+  RAISE EXCEPTION 'checked holds % rows', found;
+END
+$check$;
+"""
+
+
+def test_do_block_error_names_file_line(database: Database) -> None:
+    with pytest.raises(ExecutionError) as raised:
+        run_migrations(database, [("V1__checks.sql", FAILING_BODIES)])
+
+    message = str(raised.value)
+    assert message.startswith(
+        "Migration V1 (V1__checks.sql, line 8) failed: checked holds 0 rows (SQLSTATE P0001)."
+    ), message
+    assert "Context: PL/pgSQL function inline_code_block line 6 at RAISE." in message
+    assert raised.value.line == 8
+    assert history(database) == []
+
+
 ESCAPES = """\
 CREATE TABLE escapes (id int, body text);
 SET standard_conforming_strings = off;

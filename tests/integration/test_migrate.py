@@ -270,9 +270,10 @@ def test_failure_reports_detail_and_hint(database: Database, migrations: Path) -
         migrate(migrate_params(database, migrations))
 
     assert str(raised.value) == (
-        "Migration V2 (V2__check_tenants.sql, line 2) failed: no tenant rows (SQLSTATE P0001). "
-        "Detail: Table a is empty. Hint: Load the tenants first. Nothing from V2 was committed; "
-        "the database stays at version 1."
+        "Migration V2 (V2__check_tenants.sql, line 4) failed: no tenant rows (SQLSTATE P0001). "
+        "Detail: Table a is empty. Hint: Load the tenants first. Context: PL/pgSQL function "
+        "inline_code_block line 3 at RAISE. Nothing from V2 was committed; the database stays "
+        "at version 1."
     )
     assert not relation_exists(database, "b"), "V2's first statement was committed"
     assert history_versions(database) == ["1"]

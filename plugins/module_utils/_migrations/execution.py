@@ -112,6 +112,8 @@ def execution_error(
     sqlstate = getattr(error, "pgcode", None)
     primary = (diag.message_primary if diag else None) or _first_line(error)
     line = statement.line + _lines_before(statement.text, diag.statement_position if diag else None)
+    context = (diag.context if diag else None) or ""
+    line = _do_block_line(statement, context) or line
     where = f"{migration.script}, line {line}"
     if migration.script.endswith(".j2"):
         where += " of the rendered SQL"
@@ -123,10 +125,29 @@ def execution_error(
         message += f" Detail: {_sentence(detail)}"
     if hint:
         message += f" Hint: {_sentence(hint)}"
+    if context:
+        message += f" Context: {_sentence(context)}"
     message += f" {stays}"
     return ExecutionError(
         message, version=migration.version, script=migration.script, line=line, sqlstate=sqlstate
     )
+
+
+# PL/pgSQL names an anonymous DO block "inline_code_block" in an error's context, and counts
+# its lines from the start of the body, the text right after the opening quote.
+_DO_BLOCK_CONTEXT = re.compile(r"PL/pgSQL function inline_code_block line (\d+)")
+_DO_BODY_START = re.compile(r"^\s*DO\b[^$']*(\$[A-Za-z_0-9]*\$|')", re.IGNORECASE)
+
+
+def _do_block_line(statement: Statement, context: str) -> int | None:
+    """Return the file line of an error inside a DO block's body, from the line that PL/pgSQL
+    names in ``context``, or None when the error is not in a DO block."""
+    where = _DO_BLOCK_CONTEXT.search(context)
+    body = _DO_BODY_START.search(statement.text)
+    if where is None or body is None:
+        return None
+    body_line = statement.line + statement.text.count("\n", 0, body.end())
+    return body_line + int(where.group(1)) - 1
 
 
 def server_message(error: Any) -> str:
