@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import ExecutionError, MigrationError
-from .execution import PreparedMigration, run_statements, server_message
+from .execution import LazyText, PreparedMigration, run_statements, server_message
 from .sources import UNDO, Migration
 from .steps import (
     RunContext,
@@ -42,7 +42,12 @@ def apply_all(
     applied: list[dict[str, Any]] = []
     try:
         for item in prepared:
-            stays = stays_message(item.migration, applied, current_version)
+            # Built only on failure: a message for each migration would cost quadratic time.
+            stays = LazyText(
+                functools.partial(
+                    stays_message, item.migration, applied, current_version, len(applied)
+                )
+            )
             if item.no_transaction:
                 elapsed = _apply_without_transaction(context, item)
             else:
@@ -106,7 +111,7 @@ def _explain_cancel(error: ExecutionError, context: RunContext) -> ExecutionErro
     )
 
 
-def _apply_in_transaction(context: RunContext, item: PreparedMigration, stays: str) -> int:
+def _apply_in_transaction(context: RunContext, item: PreparedMigration, stays: LazyText) -> int:
     """Run one migration and its history row in one transaction; commit or roll back both."""
     begin = sql.SQL("BEGIN; {settings}; SELECT pg_catalog.pg_backend_pid()").format(
         settings=migration_settings(context, local=True)
@@ -220,8 +225,15 @@ def _invalid_index_note(names: set[str]) -> str:
     )
 
 
-def stays_message(migration: Migration, applied: list[dict[str, Any]], current: str | None) -> str:
-    """Say what stays applied when ``migration`` fails and rolls back."""
+def stays_message(
+    migration: Migration,
+    applied: list[dict[str, Any]],
+    current: str | None,
+    count: int | None = None,
+) -> str:
+    """Say what stays applied when ``migration`` fails and rolls back: the first ``count``
+    entries of ``applied``, or all of them."""
+    applied = applied[:count]
     head = f"Nothing from {migration.label} was committed;"
     done = [entry for entry in applied if entry["type"] != UNDO]
     undone = [entry for entry in applied if entry["type"] == UNDO]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,17 @@ def timeouts(lock_timeout: str, statement_timeout: str, local: bool) -> sql.Comp
     )
 
 
-def run_statements(cursor: Any, prepared: PreparedMigration, stays: str) -> int:
+class LazyText:
+    """Text that is built when a message formats it, for notes that only a failure needs."""
+
+    def __init__(self, build: Callable[[], str]) -> None:
+        self._build = build
+
+    def __str__(self) -> str:
+        return self._build()
+
+
+def run_statements(cursor: Any, prepared: PreparedMigration, stays: str | LazyText) -> int:
     """Execute every statement of a migration; return the elapsed time in milliseconds.
 
     Raises ExecutionError naming the migration, the file line, the server's message and
@@ -105,7 +116,7 @@ def run_statements(cursor: Any, prepared: PreparedMigration, stays: str) -> int:
 
 
 def execution_error(
-    migration: Migration, statement: Statement, error: Any, stays: str
+    migration: Migration, statement: Statement, error: Any, stays: str | LazyText
 ) -> ExecutionError:
     """Build the ExecutionError for a server error raised by one statement."""
     diag = getattr(error, "diag", None)

@@ -10,7 +10,7 @@ from typing import Any
 
 from .blockers import BlockerWatch
 from .errors import ExecutionError, MigrationError
-from .execution import PreparedMigration, run_statements, session_reset, timeouts
+from .execution import LazyText, PreparedMigration, run_statements, session_reset, timeouts
 from .history import (
     TYPE_REPEATABLE,
     TYPE_SQL,
@@ -98,7 +98,7 @@ def migration_settings(context: RunContext, local: bool) -> sql.Composable:
     return sql.SQL("; ").join(parts)
 
 
-def run_migration_sql(cursor: Any, item: PreparedMigration, stays: str) -> int:
+def run_migration_sql(cursor: Any, item: PreparedMigration, stays: str | LazyText) -> int:
     """Run a migration's statements inside the open transaction; return milliseconds."""
     if item.migration.kind == REPEATABLE:
         return run_repeatable(cursor, item, stays)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ExecutionError
-from .execution import PreparedMigration, run_statements, server_message
+from .execution import LazyText, PreparedMigration, run_statements, server_message
 
 # Imported only where installed, so that the file imports without psycopg2. The modules
 # check connection.HAS_PSYCOPG2 before they call in here.
@@ -106,7 +106,7 @@ class SavedView:
         return sql.Identifier(self.schema, self.name)
 
 
-def run_repeatable(cursor: Any, item: PreparedMigration, stays: str) -> int:
+def run_repeatable(cursor: Any, item: PreparedMigration, stays: str | LazyText) -> int:
     """Run a repeatable migration, dropping and recreating views where replacing fails."""
     cursor.execute("SAVEPOINT dbops_repeatable")
     try:
@@ -121,7 +121,7 @@ def run_repeatable(cursor: Any, item: PreparedMigration, stays: str) -> int:
     return _recreate(cursor, item, roots, stays)
 
 
-def _recreate(cursor: Any, item: PreparedMigration, roots: list[int], stays: str) -> int:
+def _recreate(cursor: Any, item: PreparedMigration, roots: list[int], stays: str | LazyText) -> int:
     import psycopg2
 
     dependents = _dependents(cursor, roots)
