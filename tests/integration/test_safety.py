@@ -35,6 +35,7 @@ pytestmark = pytest.mark.matrix
 
 SAFETY_SQL = Path(__file__).parent.parent / "unit" / "safety_sql"
 LARGE = 1_000
+NO_TX = "-- dbops:no-transaction\n"
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +231,132 @@ def test_quoted_and_qualified_names(conn: psycopg2.extensions.connection) -> Non
     ]
 
 
+def test_unique_and_primary_key(conn: psycopg2.extensions.connection) -> None:
+    execute(
+        conn,
+        "CREATE TABLE orders (id bigint NOT NULL, number text);"
+        "INSERT INTO orders VALUES (1, 'A-1');"
+        "CREATE UNIQUE INDEX orders_id_idx ON orders (id);"
+        "CREATE TABLE audit_log (id bigint);",
+    )
+    text = (
+        "ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE (number);\n"
+        "ALTER TABLE orders ADD CONSTRAINT orders_pkey PRIMARY KEY USING INDEX orders_id_idx;\n"
+        "ALTER TABLE audit_log ADD PRIMARY KEY (id);"
+    )
+    assert found(lint(conn, [("V2__keys.sql", text)])) == [
+        ("V2__keys.sql", "add-constraint-without-using-index", 1)
+    ]
+
+
+def test_reindex_index_finds_its_table(conn: psycopg2.extensions.connection) -> None:
+    execute(
+        conn,
+        "CREATE TABLE orders (id bigint PRIMARY KEY); INSERT INTO orders VALUES (1);"
+        'CREATE INDEX "Orders By Id" ON orders (id);'
+        "CREATE TABLE audit_log (id bigint PRIMARY KEY);",
+    )
+    files = [
+        (
+            "V2__reindex.sql",
+            "REINDEX INDEX orders_pkey;\n"
+            'REINDEX INDEX "Orders By Id";\n'
+            "REINDEX INDEX audit_log_pkey;\n"
+            "REINDEX TABLE orders;\n"
+            "REINDEX TABLE audit_log;",
+        ),
+        ("V3__reindex_concurrently.sql", NO_TX + "REINDEX TABLE CONCURRENTLY orders;"),
+    ]
+    findings = lint(conn, files)
+    assert found(findings) == [
+        ("V2__reindex.sql", "reindex-not-concurrently", 1),
+        ("V2__reindex.sql", "reindex-not-concurrently", 2),
+        ("V2__reindex.sql", "reindex-not-concurrently", 4),
+    ]
+    assert findings[1].why.startswith('REINDEX INDEX "Orders By Id", on s_reindex_index_finds')
+
+
+def test_vacuum_full_and_cluster(conn: psycopg2.extensions.connection) -> None:
+    execute(
+        conn,
+        "CREATE TABLE orders (id bigint PRIMARY KEY); INSERT INTO orders VALUES (1);"
+        "CREATE TABLE audit_log (id bigint PRIMARY KEY);",
+    )
+    files = [
+        (
+            "V2__vacuum.sql",
+            NO_TX + "SET lock_timeout = '2s';\n"
+            "VACUUM FULL orders;\n"
+            "VACUUM (FULL) audit_log;\n"
+            "VACUUM orders;",
+        ),
+        ("V3__cluster.sql", "CLUSTER orders USING orders_pkey;\nCLUSTER audit_log;"),
+    ]
+    assert found(lint(conn, files)) == [
+        ("V2__vacuum.sql", "vacuum-full", 3),
+        ("V3__cluster.sql", "cluster", 1),
+    ]
+
+
+# Locks that the findings' texts name, as pg_locks shows them inside the statement's transaction.
+LOCK_CASES = [
+    pytest.param(
+        "ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE (number)",
+        {"orders": "AccessExclusiveLock"},
+        id="add-unique",
+    ),
+    pytest.param(
+        "ALTER TABLE orders ADD PRIMARY KEY (id)",
+        {"orders": "AccessExclusiveLock"},
+        id="add-primary-key",
+    ),
+    pytest.param(
+        "REINDEX INDEX orders_number_idx",
+        {"orders": "ShareLock", "orders_number_idx": "AccessExclusiveLock"},
+        id="reindex-index",
+    ),
+    pytest.param(
+        "REINDEX TABLE orders",
+        {"orders": "ShareLock", "orders_number_idx": "AccessExclusiveLock"},
+        id="reindex-table",
+    ),
+    pytest.param(
+        "CLUSTER orders USING orders_number_idx",
+        {"orders": "AccessExclusiveLock"},
+        id="cluster",
+    ),
+]
+
+
+@pytest.mark.parametrize(("statement", "expected"), LOCK_CASES)
+def test_lock_modes_in_findings(
+    shared_database: Database, schema: str, statement: str, expected: dict[str, str]
+) -> None:
+    connection = shared_database.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            cursor.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(schema)))
+            cursor.execute(
+                "CREATE TABLE orders (id bigint NOT NULL, number text);"
+                "INSERT INTO orders VALUES (1, 'A-1');"
+                "CREATE INDEX orders_number_idx ON orders (number);"
+            )
+            connection.commit()
+            cursor.execute(statement)
+            cursor.execute(
+                "SELECT c.relname, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " WHERE l.pid = pg_backend_pid() AND c.relname = ANY(%s)",
+                [list(expected)],
+            )
+            locks = cursor.fetchall()
+    finally:
+        connection.rollback()
+        connection.close()
+    for relation, mode in expected.items():
+        assert (relation, mode) in locks, f"{statement}: expected {mode} on {relation}: {locks}"
+
+
 def test_row_probe_does_not_queue(
     conn: psycopg2.extensions.connection, shared_database: Database, schema: str
 ) -> None:
@@ -285,6 +412,7 @@ FROM generate_series(1, 50) g;
 CREATE TABLE events (id bigint, kind text, created_at timestamptz);
 INSERT INTO events SELECT g, 'click', now() FROM generate_series(1, 2000) g;
 ANALYZE events;
+CREATE UNIQUE INDEX events_id_idx ON events (id);
 CREATE TABLE audit_log (created_at timestamptz, actor text);
 CREATE TABLE order_drafts (id bigint);
 INSERT INTO order_drafts VALUES (1);
@@ -308,4 +436,8 @@ def test_shared_files_against_server(conn: psycopg2.extensions.connection) -> No
         ("V11__index_events.sql", "no-transaction-without-lock-timeout", 3),
         ("V13__silenced_drops.sql", "lint-ignore-without-reason", 3),
         ("V13__silenced_drops.sql", "drop-column", 4),
+        ("V14__order_keys.sql", "add-constraint-without-using-index", 3),
+        ("V15__rebuild_orders.sql", "reindex-not-concurrently", 4),
+        ("V15__rebuild_orders.sql", "vacuum-full", 5),
+        ("V15__rebuild_orders.sql", "cluster", 6),
     ]

@@ -63,6 +63,13 @@ CATALOG_TABLES = {
     ("public", "Order Items"): FakeTable(50, {"Unit Price": "numeric(8,2)"}),
     ("sales", "invoices"): FakeTable(300),
 }
+# Indexes of the tables above: (schema, index) -> (schema, table).
+CATALOG_INDEXES = {
+    ("public", "orders_pkey"): ("public", "orders"),
+    ("public", "events_id_idx"): ("public", "events"),
+    ("public", "audit_log_created_idx"): ("public", "audit_log"),
+    ("public", "Order Items_pkey"): ("public", "Order Items"),
+}
 FUNCTION_VOLATILITY = {
     "now": "s",
     "lower": "i",
@@ -102,6 +109,9 @@ class FakeCatalog:
     def has_rows(self, table: TableFacts) -> bool:
         self.probed.append(table.name)
         return self.tables[(table.schema, table.name)].rows > 0
+
+    def index_table(self, written: str) -> tuple[str, str] | None:
+        return CATALOG_INDEXES.get(split_name(written))
 
     def column_type(self, table: TableFacts, column: str) -> str | None:
         return self.tables[(table.schema, table.name)].columns.get(column)
@@ -300,8 +310,147 @@ RULE_CASES = [
     ),
     pytest.param(
         "ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE (number);",
+        [("add-constraint-without-using-index", 1)],
+        id="unique-constraint-builds-index",
+    ),
+    # add-constraint-without-using-index
+    pytest.param(
+        "ALTER TABLE orders ADD UNIQUE NULLS NOT DISTINCT (number);",
+        [("add-constraint-without-using-index", 1)],
+        id="unique-without-name",
+    ),
+    pytest.param(
+        "ALTER TABLE orders ADD COLUMN number text,\n"
+        "    ADD CONSTRAINT orders_pkey PRIMARY KEY (id) USING INDEX TABLESPACE fast;",
+        [("add-constraint-without-using-index", 2)],
+        id="primary-key-index-tablespace",
+    ),
+    pytest.param(
+        'ALTER TABLE "Order Items" ADD PRIMARY KEY (sku) DEFERRABLE;',
+        [("add-constraint-without-using-index", 1)],
+        id="primary-key-quoted-table",
+    ),
+    pytest.param(
+        "ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE USING INDEX number_idx,\n"
+        "    ADD PRIMARY KEY USING INDEX orders_id_idx;",
         [],
-        id="unique-constraint-not-covered",
+        id="using-index-quiet",
+    ),
+    pytest.param(
+        "ALTER TABLE audit_log ADD PRIMARY KEY (id);",
+        [],
+        id="primary-key-empty-table-quiet",
+    ),
+    pytest.param(
+        "CREATE TABLE refunds (id bigint);\nALTER TABLE refunds ADD PRIMARY KEY (id);",
+        [],
+        id="primary-key-new-table-quiet",
+    ),
+    pytest.param(
+        "ALTER TABLE orders ADD CONSTRAINT orders_no_overlap EXCLUDE USING gist (id WITH =);",
+        [],
+        id="exclude-constraint-not-covered",
+    ),
+    # reindex-not-concurrently
+    pytest.param("REINDEX TABLE orders;", [("reindex-not-concurrently", 1)], id="reindex-table"),
+    pytest.param(
+        "REINDEX (VERBOSE) INDEX public.orders_pkey;",
+        [("reindex-not-concurrently", 1)],
+        id="reindex-index-with-options",
+    ),
+    pytest.param(
+        'REINDEX INDEX "Order Items_pkey";',
+        [("reindex-not-concurrently", 1)],
+        id="reindex-index-quoted",
+    ),
+    pytest.param(
+        NO_TX + "SET lock_timeout = '2s';\nREINDEX SCHEMA sales;\nREINDEX DATABASE;",
+        [("reindex-not-concurrently", 3), ("reindex-not-concurrently", 4)],
+        id="reindex-schema-and-database",
+    ),
+    pytest.param(
+        NO_TX + "SET lock_timeout = '2s';\nREINDEX (CONCURRENTLY false) TABLE orders;",
+        [("reindex-not-concurrently", 3)],
+        id="reindex-concurrently-option-off",
+    ),
+    pytest.param(
+        NO_TX + "REINDEX TABLE CONCURRENTLY orders;\nREINDEX (CONCURRENTLY) INDEX orders_pkey;\n"
+        "REINDEX (VERBOSE, CONCURRENTLY true) SCHEMA public;",
+        [],
+        id="reindex-concurrently-quiet",
+    ),
+    pytest.param(
+        "REINDEX TABLE audit_log;\nREINDEX INDEX audit_log_created_idx;",
+        [],
+        id="reindex-empty-table-quiet",
+    ),
+    pytest.param(
+        "CREATE TABLE refunds (id bigint);\nREINDEX TABLE refunds;\nREINDEX INDEX refunds_pkey;",
+        [],
+        id="reindex-new-table-quiet",
+    ),
+    pytest.param(
+        "DROP TABLE order_drafts;\nREINDEX TABLE order_drafts;",
+        [("drop-table", 1)],
+        id="reindex-dropped-table-quiet",
+    ),
+    pytest.param(
+        NO_TX + "SET lock_timeout = '2s';\nREINDEX SYSTEM;",
+        [],
+        id="reindex-system-quiet",
+    ),
+    # vacuum-full
+    pytest.param(
+        NO_TX + "SET lock_timeout = '2s';\nVACUUM FULL orders;",
+        [("vacuum-full", 3)],
+        id="vacuum-full",
+    ),
+    pytest.param(
+        NO_TX + "SET lock_timeout = '2s';\n"
+        "VACUUM (FULL, ANALYZE) orders (status), audit_log, sales.invoices;",
+        [("vacuum-full", 3), ("vacuum-full", 3)],
+        id="vacuum-full-options-two-tables",
+    ),
+    pytest.param(
+        NO_TX + "SET lock_timeout = '2s';\nVACUUM FULL FREEZE VERBOSE;",
+        [("vacuum-full", 3)],
+        id="vacuum-full-database",
+    ),
+    pytest.param(
+        NO_TX + "SET lock_timeout = '2s';\nVACUUM orders;\nVACUUM (FULL off, ANALYZE) orders;\n"
+        "VACUUM FREEZE ANALYZE orders;",
+        [],
+        id="vacuum-without-full-quiet",
+    ),
+    pytest.param(
+        NO_TX + "SET lock_timeout = '2s';\nVACUUM FULL audit_log;",
+        [],
+        id="vacuum-full-empty-table-quiet",
+    ),
+    pytest.param(
+        NO_TX + "VACUUM FULL orders;",
+        [("vacuum-full", 2), ("no-transaction-without-lock-timeout", 2)],
+        id="vacuum-full-without-lock-timeout",
+    ),
+    # cluster
+    pytest.param("CLUSTER orders USING orders_pkey;", [("cluster", 1)], id="cluster-using"),
+    pytest.param("CLUSTER (VERBOSE) public.orders;", [("cluster", 1)], id="cluster-options"),
+    pytest.param("CLUSTER VERBOSE orders_pkey ON orders;", [("cluster", 1)], id="cluster-old-form"),
+    pytest.param(
+        NO_TX + "SET lock_timeout = '2s';\nCLUSTER;",
+        [("cluster", 3)],
+        id="cluster-database",
+    ),
+    pytest.param("CLUSTER audit_log;", [], id="cluster-empty-table-quiet"),
+    pytest.param(
+        "CREATE TABLE refunds (id bigint);\nCLUSTER refunds USING refunds_pkey;",
+        [],
+        id="cluster-new-table-quiet",
+    ),
+    pytest.param(
+        "ALTER TABLE orders CLUSTER ON orders_pkey;",
+        [],
+        id="alter-table-cluster-on-quiet",
     ),
     # alter-column-type-rewrites-table
     pytest.param(
@@ -614,6 +763,68 @@ EXACT_CASES = [
         ),
         id="no-transaction-without-lock-timeout",
     ),
+    pytest.param(
+        "ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE (number);",
+        Finding(
+            "add-constraint-without-using-index",
+            SCRIPT,
+            1,
+            "ADD UNIQUE on orders, which has rows, builds a unique index while it holds an "
+            "ACCESS EXCLUSIVE lock on orders, which blocks reads and writes until the index is "
+            "built.",
+            "Build the index with CREATE UNIQUE INDEX CONCURRENTLY in a migration of its own "
+            "that starts with -- dbops:no-transaction, then add the constraint in a later "
+            "migration with ADD CONSTRAINT name UNIQUE USING INDEX index_name, which takes the "
+            "lock only briefly.",
+        ),
+        id="add-constraint-without-using-index",
+    ),
+    pytest.param(
+        "REINDEX INDEX orders_pkey;",
+        Finding(
+            "reindex-not-concurrently",
+            SCRIPT,
+            1,
+            "REINDEX INDEX orders_pkey, on public.orders, which has rows, holds a SHARE lock on "
+            "public.orders, which blocks inserts, updates and deletes, and an ACCESS EXCLUSIVE "
+            "lock on orders_pkey, which blocks every query that uses it. The planner locks "
+            "every index of a table that a query reads, so almost every query on the table "
+            "waits too.",
+            "Use REINDEX INDEX CONCURRENTLY, in a migration of its own that starts with -- "
+            "dbops:no-transaction: it takes a SHARE UPDATE EXCLUSIVE lock on the table, which "
+            "lets reads and writes go on.",
+        ),
+        id="reindex-not-concurrently",
+    ),
+    pytest.param(
+        NO_TX + "SET lock_timeout = '2s';\nVACUUM FULL orders;",
+        Finding(
+            "vacuum-full",
+            SCRIPT,
+            3,
+            "VACUUM FULL orders, which has rows, writes a new copy of the table and its indexes "
+            "under an ACCESS EXCLUSIVE lock, which blocks reads and writes until it ends.",
+            "Reclaim the space outside the migrations with a tool that rewrites a table online "
+            "and holds an ACCESS EXCLUSIVE lock only briefly, such as pg_repack --no-order; or "
+            "run VACUUM FULL in a maintenance window.",
+        ),
+        id="vacuum-full",
+    ),
+    pytest.param(
+        "CLUSTER orders USING orders_pkey;",
+        Finding(
+            "cluster",
+            SCRIPT,
+            1,
+            "CLUSTER orders, which has rows, writes a new copy of the table in index order and "
+            "rebuilds its indexes under an ACCESS EXCLUSIVE lock, which blocks reads and writes "
+            "until it ends.",
+            "Reorder the table outside the migrations with a tool that rewrites a table online "
+            "and holds an ACCESS EXCLUSIVE lock only briefly, such as pg_repack, which orders "
+            "rows by the clustered index by default; or run CLUSTER in a maintenance window.",
+        ),
+        id="cluster",
+    ),
 ]
 
 
@@ -732,6 +943,47 @@ def test_set_not_null_check_in_catalog_quiet() -> None:
     assert lint(text, catalog=FakeCatalog(tables)) == []
 
 
+def test_primary_key_instead_asks_not_null() -> None:
+    findings = lint("ALTER TABLE orders ADD PRIMARY KEY (id);")
+    assert rules_and_lines(findings) == [("add-constraint-without-using-index", 1)]
+    assert "ADD CONSTRAINT name PRIMARY KEY USING INDEX index_name" in findings[0].instead
+    assert findings[0].instead.endswith(
+        "Make the key columns NOT NULL first, because otherwise USING INDEX sets them NOT "
+        "NULL, which scans the table under the lock."
+    )
+
+
+@pytest.mark.parametrize(
+    ("server_version", "expected"),
+    [
+        pytest.param(PG11, [], id="pg11-no-concurrently"),
+        pytest.param(120000, ["reindex-not-concurrently"], id="pg12"),
+    ],
+)
+def test_reindex_by_version(server_version: int, expected: list) -> None:
+    text = "REINDEX TABLE orders;"
+    assert [finding.rule for finding in lint(text, server_version)] == expected
+
+
+def test_reindex_database_messages() -> None:
+    findings = lint(NO_TX + "SET lock_timeout = '2s';\nREINDEX DATABASE shop;")
+    assert rules_and_lines(findings) == [("reindex-not-concurrently", 3)]
+    assert findings[0].why.startswith(
+        "REINDEX DATABASE shop rebuilds the indexes of every table in it. On each table it "
+        "holds a SHARE lock, which blocks inserts, updates and deletes,"
+    )
+    assert "SHARE UPDATE EXCLUSIVE lock on each table" in findings[0].instead
+
+
+def test_whole_database_rewrites_skip_probe() -> None:
+    catalog = FakeCatalog()
+    findings = lint(NO_TX + "SET lock_timeout = '2s';\nVACUUM FULL;\nCLUSTER;", catalog=catalog)
+    assert rules_and_lines(findings) == [("vacuum-full", 3), ("cluster", 4)]
+    assert findings[0].why.startswith("VACUUM FULL without a table name rewrites every table")
+    assert findings[1].why.startswith("CLUSTER without a table name rewrites every table")
+    assert catalog.probed == []
+
+
 def test_large_table_rows_option() -> None:
     text = "ALTER TABLE orders ALTER COLUMN status SET NOT NULL;"
     assert rules_and_lines(lint(text, large_table_rows=5_000)) == [
@@ -848,6 +1100,26 @@ def test_ignore_applies_to_next_statement_only() -> None:
     assert rules_and_lines(lint(text)) == [("drop-column", 3)]
 
 
+@pytest.mark.parametrize(
+    ("rule", "statement"),
+    [
+        pytest.param(
+            "add-constraint-without-using-index",
+            "ALTER TABLE orders ADD UNIQUE (number);",
+            id="add-constraint-without-using-index",
+        ),
+        pytest.param("reindex-not-concurrently", "REINDEX TABLE orders;", id="reindex"),
+        pytest.param("vacuum-full", "VACUUM FULL orders;", id="vacuum-full"),
+        pytest.param("cluster", "CLUSTER orders;", id="cluster"),
+    ],
+)
+def test_ignore_new_rules(rule: str, statement: str) -> None:
+    header = NO_TX + "SET lock_timeout = '2s';\n" if statement.startswith("VACUUM") else ""
+    assert [finding.rule for finding in lint(header + statement)] == [rule]
+    ignored = f"{header}-- dbops:lint-ignore {rule} run in the nightly window\n{statement}"
+    assert lint(ignored) == []
+
+
 def test_ignore_without_reason() -> None:
     text = "-- dbops:lint-ignore drop-column\nALTER TABLE orders DROP COLUMN fax_number;"
     findings = lint(text)
@@ -955,6 +1227,8 @@ DOCUMENTED_FINDINGS = {
     "V11__index_events.sql": {"no-transaction-without-lock-timeout": 1},
     "V12__events_origin.sql": {},
     "V13__silenced_drops.sql": {"lint-ignore-without-reason": 1, "drop-column": 1},
+    "V14__order_keys.sql": {"add-constraint-without-using-index": 1},
+    "V15__rebuild_orders.sql": {"reindex-not-concurrently": 1, "vacuum-full": 1, "cluster": 1},
 }
 
 # Squawk 2.70.0 findings on the same files, by file, run as squawk_counts() runs it.
@@ -1027,6 +1301,16 @@ DOCUMENTED_SQUAWK_FINDINGS = {
     "V13__silenced_drops.sql": {
         "ban-drop-column": 2,
         "require-lock-timeout": 1,
+        "require-statement-timeout": 1,
+    },
+    "V14__order_keys.sql": {
+        "constraint-missing-not-valid": 1,
+        "disallowed-unique-constraint": 1,
+        "require-lock-timeout": 1,
+        "require-statement-timeout": 1,
+    },
+    "V15__rebuild_orders.sql": {
+        "require-concurrent-reindex": 1,
         "require-statement-timeout": 1,
     },
 }

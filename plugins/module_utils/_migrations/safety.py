@@ -39,6 +39,10 @@ DROP_TABLE = "drop-table"
 RENAME_COLUMN = "rename-column"
 RENAME_TABLE = "rename-table"
 SET_NOT_NULL_ON_LARGE_TABLE = "set-not-null-on-large-table"
+ADD_CONSTRAINT_WITHOUT_USING_INDEX = "add-constraint-without-using-index"
+REINDEX_NOT_CONCURRENTLY = "reindex-not-concurrently"
+VACUUM_FULL = "vacuum-full"
+CLUSTER = "cluster"
 NO_TRANSACTION_WITHOUT_LOCK_TIMEOUT = "no-transaction-without-lock-timeout"
 LINT_IGNORE_WITHOUT_REASON = "lint-ignore-without-reason"
 LINT_IGNORE_UNKNOWN_RULE = "lint-ignore-unknown-rule"
@@ -91,6 +95,9 @@ class Catalog(Protocol):
 
     def has_rows(self, table: TableFacts) -> bool:
         """Tell whether the table has at least one row."""
+
+    def index_table(self, written: str) -> tuple[str, str] | None:
+        """Return (schema, table) of the table that an index, named as written in SQL, is on."""
 
     def column_type(self, table: TableFacts, column: str) -> str | None:
         """Return the column's type as ``format_type()`` spells it, or None if not found."""
@@ -154,6 +161,17 @@ class PgCatalog:
         if table.oid not in self._rows:
             self._rows[table.oid] = self._probe_rows(table)
         return self._rows[table.oid]
+
+    def index_table(self, written: str) -> tuple[str, str] | None:
+        self.cursor.execute(
+            "SELECT n.nspname, c.relname FROM pg_catalog.pg_index i"
+            " JOIN pg_catalog.pg_class c ON c.oid = i.indrelid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE i.indexrelid = pg_catalog.to_regclass(%s)",
+            [written],
+        )
+        row = self.cursor.fetchone()
+        return (row[0], row[1]) if row else None
 
     def _probe_rows(self, table: TableFacts) -> bool:
         from psycopg2 import errors, sql
@@ -305,6 +323,11 @@ def _identifier_value(written: str) -> str:
 
 def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _spell_identifier(name: str) -> str:
+    """Return a name as SQL spells it: unquoted when it reads back the same, else quoted."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else _quote_identifier(name)
 
 
 @dataclass(frozen=True)
@@ -595,6 +618,87 @@ def _parse_drop_table(tokens: list[_Token]) -> list[_Name]:
     return [name for name in names if name is not None]
 
 
+# Values that turn a boolean option of VACUUM, REINDEX or CLUSTER off.
+_FALSE_VALUES = {"FALSE", "OFF", "0", "'FALSE'", "'OFF'", "'0'"}
+
+
+def _read_options(tokens: list[_Token], index: int) -> tuple[dict[str, bool], int]:
+    """Read a parenthesized option list such as ``(FULL, VERBOSE false)`` at ``index``.
+
+    Return each option's name with whether it is on, and the index after the list. Without
+    a list at ``index``, return no options and ``index``.
+    """
+    if _text_at(tokens, index) != "(":
+        return {}, index
+    end = index + 1
+    while end < len(tokens) and not (tokens[end].text == ")" and tokens[end].depth == 0):
+        end += 1
+    options = {}
+    groups: list[list[_Token]] = [[]]
+    for token in tokens[index + 1 : end]:
+        if token.text == "," and token.depth == 1:
+            groups.append([])
+        else:
+            groups[-1].append(token)
+    for group in groups:
+        if group:
+            value = group[1].text.upper() if len(group) > 1 else "TRUE"
+            options[group[0].text.upper()] = value not in _FALSE_VALUES
+    return options, end + 1
+
+
+@dataclass
+class _Reindex:
+    kind: str
+    name: _Name | None
+    concurrently: bool
+
+
+def _parse_reindex(tokens: list[_Token]) -> _Reindex | None:
+    if _upper_at(tokens, 0) != "REINDEX":
+        return None
+    options, index = _read_options(tokens, 1)
+    kind = _upper_at(tokens, index)
+    if kind not in ("INDEX", "TABLE", "SCHEMA", "DATABASE", "SYSTEM"):
+        return None
+    concurrently = options.get("CONCURRENTLY", False)
+    if _upper_at(tokens, index + 1) == "CONCURRENTLY":
+        concurrently = True
+        index += 1
+    name = _read_name(tokens, index + 1)[0]
+    return _Reindex(kind, name, concurrently)
+
+
+def _parse_vacuum_full(tokens: list[_Token]) -> list[_Name] | None:
+    """Return the tables that VACUUM FULL names, [] for all tables, or None for other VACUUMs."""
+    if _upper_at(tokens, 0) != "VACUUM":
+        return None
+    options, index = _read_options(tokens, 1)
+    full = options.get("FULL", False)
+    while _upper_at(tokens, index) in ("FULL", "FREEZE", "VERBOSE", "ANALYZE", "ANALYSE"):
+        full = full or tokens[index].upper == "FULL"
+        index += 1
+    if not full:
+        return None
+    names = [_read_name(group, 0)[0] for group in _split_top_level(tokens[index:])]
+    return [name for name in names if name is not None]
+
+
+def _parse_cluster(tokens: list[_Token]) -> list[_Name] | None:
+    """Return the table that CLUSTER names, [] for all tables, or None for other statements."""
+    if _upper_at(tokens, 0) != "CLUSTER":
+        return None
+    index = _read_options(tokens, 1)[1]
+    index = _skip(tokens, index, "VERBOSE")
+    name, index = _read_name(tokens, index)
+    if name is None:
+        return []
+    # The old form CLUSTER index_name ON table_name names the index first.
+    if _upper_at(tokens, index) == "ON":
+        name = _read_name(tokens, index + 1)[0]
+    return [name] if name is not None else []
+
+
 @dataclass
 class _View:
     """A statement with the parsed forms that the rules look at."""
@@ -604,6 +708,10 @@ class _View:
     index: _Index | None
     created: tuple[_Name, bool] | None
     dropped: list[_Name]
+    reindex: _Reindex | None = None
+    # Tables that VACUUM FULL or CLUSTER rewrite, [] for every table, None for other statements.
+    vacuum_full: list[_Name] | None = None
+    cluster: list[_Name] | None = None
 
     @classmethod
     def of(cls, statement: Statement) -> _View:
@@ -614,6 +722,9 @@ class _View:
             index=_parse_create_index(tokens),
             created=_parse_create_table(tokens),
             dropped=_parse_drop_table(tokens),
+            reindex=_parse_reindex(tokens),
+            vacuum_full=_parse_vacuum_full(tokens),
+            cluster=_parse_cluster(tokens),
         )
 
     def actions(self, kind: str) -> list[_Action]:
@@ -1130,6 +1241,183 @@ def _set_not_null_hit(run: _Run, view: _View, facts: TableFacts, action: _Action
     )
 
 
+def _key_kind(action: _Action) -> tuple[str, int] | None:
+    """Return "UNIQUE" or "PRIMARY KEY" for such a constraint, with the token position after it."""
+    index = 1
+    if _upper_at(action.tokens, index) == "CONSTRAINT":
+        index = _read_name(action.tokens, index + 1)[1]
+    if _upper_at(action.tokens, index) == "UNIQUE":
+        return "UNIQUE", index + 1
+    if _skip(action.tokens, index, "PRIMARY", "KEY") != index:
+        return "PRIMARY KEY", index + 2
+    return None
+
+
+def _builds_index(action: _Action) -> str | None:
+    """Return the kind of a UNIQUE or PRIMARY KEY constraint that builds its own index."""
+    found = _key_kind(action)
+    if found is None:
+        return None
+    kind, index = found
+    # The USING INDEX form follows the kind directly. After a column list, USING INDEX
+    # TABLESPACE only places the index that the constraint builds.
+    return None if _skip(action.tokens, index, "USING", "INDEX") != index else kind
+
+
+def _add_constraint_without_using_index(run: _Run, view: _View) -> list[_Hit]:
+    if view.alter is None:
+        return []
+    table = view.alter.table
+    hits = []
+    for action in view.actions("add_constraint"):
+        kind = _builds_index(action)
+        if kind is None or run.table_with_rows(table) is None:
+            continue
+        instead = (
+            "Build the index with CREATE UNIQUE INDEX CONCURRENTLY in a migration of its own "
+            "that starts with -- dbops:no-transaction, then add the constraint in a later "
+            f"migration with ADD CONSTRAINT name {kind} USING INDEX index_name, which takes "
+            "the lock only briefly."
+        )
+        if kind == "PRIMARY KEY":
+            instead += (
+                " Make the key columns NOT NULL first, because otherwise USING INDEX sets them "
+                "NOT NULL, which scans the table under the lock."
+            )
+        hits.append(
+            _Hit(
+                view.line_of(action.tokens[0]),
+                f"ADD {kind} on {table.written}, which has rows, builds a unique index while it "
+                f"holds an ACCESS EXCLUSIVE lock on {table.written}, which blocks reads and "
+                "writes until the index is built.",
+                instead,
+            )
+        )
+    return hits
+
+
+def _reindex_target(run: _Run, reindex: _Reindex) -> str | None:
+    """Return the table whose locks matter, "" for a whole schema or database, or None."""
+    if reindex.kind in ("SCHEMA", "DATABASE"):
+        return ""
+    if reindex.name is None:
+        return None
+    if reindex.kind == "TABLE":
+        return reindex.name.written if run.table_with_rows(reindex.name) else None
+    if reindex.kind != "INDEX":
+        return None
+    # NOTE: an index is looked up in the catalog as it was before the run, so an index that
+    # an earlier statement of the run created, or whose table it renamed, is not followed.
+    found = run.catalog.index_table(reindex.name.written)
+    if found is None:
+        return None
+    spelled = ".".join(_spell_identifier(part) for part in found)
+    table = _Name(found, spelled)
+    return spelled if run.table_with_rows(table) else None
+
+
+_PLANNER_LOCKS = (
+    "The planner locks every index of a table that a query reads, so almost every query on "
+    "the table waits too."
+)
+
+
+def _reindex_not_concurrently(run: _Run, view: _View) -> list[_Hit]:
+    reindex = view.reindex
+    if reindex is None or reindex.concurrently or run.server_version < 120000:
+        return []
+    table = _reindex_target(run, reindex)
+    if table is None:
+        return []
+    name = reindex.name.written if reindex.name else ""
+    target = f"{reindex.kind} {name}".rstrip()
+    if reindex.kind == "INDEX":
+        why = (
+            f"REINDEX INDEX {name}, on {table}, which has rows, holds a SHARE lock on {table}, "
+            f"which blocks inserts, updates and deletes, and an ACCESS EXCLUSIVE lock on {name}, "
+            f"which blocks every query that uses it. {_PLANNER_LOCKS}"
+        )
+    elif reindex.kind == "TABLE":
+        why = (
+            f"REINDEX TABLE {name}, which has rows, holds a SHARE lock on {name}, which blocks "
+            "inserts, updates and deletes, and an ACCESS EXCLUSIVE lock on each index it "
+            f"rebuilds, which blocks every query that uses that index. {_PLANNER_LOCKS}"
+        )
+    else:
+        why = (
+            f"REINDEX {target} rebuilds the indexes of every table in it. On each table it "
+            "holds a SHARE lock, which blocks inserts, updates and deletes, and ACCESS "
+            f"EXCLUSIVE locks on the indexes, which block the queries that use them. "
+            f"{_PLANNER_LOCKS}"
+        )
+    tables = "each table" if table == "" else "the table"
+    return [
+        _Hit(
+            view.statement.line,
+            why,
+            f"Use REINDEX {reindex.kind} CONCURRENTLY, in a migration of its own that starts "
+            f"with -- dbops:no-transaction: it takes a SHARE UPDATE EXCLUSIVE lock on {tables}, "
+            "which lets reads and writes go on.",
+        )
+    ]
+
+
+def _vacuum_full(run: _Run, view: _View) -> list[_Hit]:
+    if view.vacuum_full is None:
+        return []
+    instead = (
+        "Reclaim the space outside the migrations with a tool that rewrites a table online "
+        "and holds an ACCESS EXCLUSIVE lock only briefly, such as pg_repack --no-order; or "
+        "run VACUUM FULL in a maintenance window."
+    )
+    if not view.vacuum_full:
+        why = (
+            "VACUUM FULL without a table name rewrites every table of the database, one at a "
+            "time, each under an ACCESS EXCLUSIVE lock, which blocks reads and writes on it "
+            "until its rewrite ends."
+        )
+        return [_Hit(view.statement.line, why, instead)]
+    return [
+        _Hit(
+            view.statement.line,
+            f"VACUUM FULL {name.written}, which has rows, writes a new copy of the table and "
+            "its indexes under an ACCESS EXCLUSIVE lock, which blocks reads and writes until "
+            "it ends.",
+            instead,
+        )
+        for name in view.vacuum_full
+        if run.table_with_rows(name) is not None
+    ]
+
+
+def _cluster(run: _Run, view: _View) -> list[_Hit]:
+    if view.cluster is None:
+        return []
+    instead = (
+        "Reorder the table outside the migrations with a tool that rewrites a table online "
+        "and holds an ACCESS EXCLUSIVE lock only briefly, such as pg_repack, which orders "
+        "rows by the clustered index by default; or run CLUSTER in a maintenance window."
+    )
+    if not view.cluster:
+        why = (
+            "CLUSTER without a table name rewrites every table of the database that was "
+            "clustered before, one at a time, each under an ACCESS EXCLUSIVE lock, which "
+            "blocks reads and writes on it until its rewrite ends."
+        )
+        return [_Hit(view.statement.line, why, instead)]
+    return [
+        _Hit(
+            view.statement.line,
+            f"CLUSTER {name.written}, which has rows, writes a new copy of the table in index "
+            "order and rebuilds its indexes under an ACCESS EXCLUSIVE lock, which blocks "
+            "reads and writes until it ends.",
+            instead,
+        )
+        for name in view.cluster
+        if run.table_with_rows(name) is not None
+    ]
+
+
 _RELATION_KINDS = {"TABLE", "INDEX", "VIEW", "MATERIALIZED", "SEQUENCE", "FOREIGN"}
 
 
@@ -1140,6 +1428,10 @@ def _takes_strong_lock(view: _View) -> bool:
         return not ("DETACH" in words and "CONCURRENTLY" in words)
     if words[:1] == ["DROP"] and words[1:2] and words[1] in _RELATION_KINDS:
         return words[1:3] != ["INDEX", "CONCURRENTLY"]
+    if view.reindex is not None:
+        return not view.reindex.concurrently
+    if view.vacuum_full is not None or view.cluster is not None:
+        return True
     return view.index is not None and not view.index.concurrently
 
 
@@ -1172,6 +1464,10 @@ RULES: dict[str, Callable[[_Run, _View], list[_Hit]]] = {
     RENAME_COLUMN: _rename_column,
     RENAME_TABLE: _rename_table,
     SET_NOT_NULL_ON_LARGE_TABLE: _set_not_null_on_large_table,
+    ADD_CONSTRAINT_WITHOUT_USING_INDEX: _add_constraint_without_using_index,
+    REINDEX_NOT_CONCURRENTLY: _reindex_not_concurrently,
+    VACUUM_FULL: _vacuum_full,
+    CLUSTER: _cluster,
     NO_TRANSACTION_WITHOUT_LOCK_TIMEOUT: _no_transaction_without_lock_timeout,
 }
 
