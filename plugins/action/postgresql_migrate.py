@@ -25,18 +25,18 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         warnings: list[str] = []
         args = with_awx_job(self._task.args, task_vars, "postgresql_migrate")
+        if args.get("sources") == [] and not args.get("path"):
+            return dict(
+                result,
+                failed=True,
+                msg="sources is an empty list: give at least one migration, or set path.",
+            )
         try:
             reject_fractional_versions(args)
             if args.get("path"):
                 args = with_migration_files(self, args, task_vars, warnings.append)
         except AnsibleActionFail as error:
             return dict(result, failed=True, msg=error.message)
-        if args.get("sources") == []:
-            return dict(
-                result,
-                failed=True,
-                msg="sources is an empty list: give at least one migration, or set path.",
-            )
         if args.get("sources") is None:
             return dict(
                 result,

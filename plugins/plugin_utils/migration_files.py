@@ -97,7 +97,8 @@ def _render(action: ActionBase, script: str, text: str, task_vars: dict[str, Any
         raise AnsibleActionFail(
             f"Template migration {script} failed to render: {error.message}"
         ) from None
-    return str(rendered)
+    # A template whose blocks all evaluate to false renders to None: an empty migration.
+    return "" if rendered is None else str(rendered)
 
 
 def with_awx_job(

@@ -151,6 +151,26 @@ def test_do_block_error_names_file_line(database: Database) -> None:
     assert history(database) == []
 
 
+def test_error_context_leaves_out_executed_sql(database: Database) -> None:
+    secret = f"context-secret-{uuid.uuid4().hex[:8]}"
+    body = (
+        "CREATE TABLE taken (id int);\n"
+        "DO $$\n"
+        "BEGIN\n"
+        f"  EXECUTE format('CREATE TABLE taken (note text DEFAULT %L)', '{secret}');\n"
+        "END\n"
+        "$$;\n"
+    )
+
+    with pytest.raises(ExecutionError) as raised:
+        run_migrations(database, [("V1__executed.sql", body)])
+
+    message = str(raised.value)
+    assert "(V1__executed.sql, line 4) failed" in message, message
+    assert "Context: PL/pgSQL function inline_code_block line 3 at EXECUTE." in message
+    assert secret not in message
+
+
 ESCAPES = """\
 CREATE TABLE escapes (id int, body text);
 SET standard_conforming_strings = off;

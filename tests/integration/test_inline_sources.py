@@ -182,3 +182,21 @@ def test_empty_directory_warns_in_play(
     assert run.returncode == 0, output_of(run)
     assert "[WARNING]: Migration directory" in run.stdout + run.stderr, output_of(run)
     assert f"{str(misspelt)!r} contains no .sql or .sql.j2 file" in output_of(run)
+
+
+def test_only_empty_directory_warns_and_applies_nothing(
+    database: Database, run_playbook, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    playbook = write_play(
+        tmp_path / "empty.yml", "dbops.migrations.postgresql_migrate", {"path": str(empty)}
+    )
+
+    run = run_playbook(playbook)
+
+    assert run.returncode == 0, output_of(run)
+    assert f"{str(empty)!r} contains no .sql or .sql.j2 file" in output_of(run)
+    result = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
+    assert result["changed"] is False
+    assert result["applied"] == []

@@ -346,3 +346,17 @@ def test_deploy_playbook_target(
     # The note on a complete deploy is left out, because version 3 is not applied.
     assert "A complete deploy of the shipped SQL" not in run.stdout
     assert history_versions(database) == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "versions"),
+    [("", ["1", "2", "3"]), ("  ", ["1", "2", "3"]), (0, []), ("0", [])],
+    ids=["empty", "blank", "number-zero", "text-zero"],
+)
+def test_deploy_playbook_survey_answers(
+    database: Database, run_playbook: RunPlaybook, answer: Any, versions: list[str]
+) -> None:
+    run = run_playbook(DEPLOY_PLAYBOOK, "-e", json.dumps({"deploy_schema_target": answer}))
+
+    assert run.returncode == 0, output_of(run)
+    assert history_versions(database) == versions

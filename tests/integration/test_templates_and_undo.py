@@ -126,6 +126,26 @@ def test_template_undefined_variable_named(
     assert history_rows(database) == []
 
 
+def test_template_rendering_nothing_is_empty_migration(
+    database: Database, run_playbook, tmp_path: Path
+) -> None:
+    conditional = (
+        "{% if environment_name == 'prod' %}\n"
+        "CREATE INDEX audit_prod_idx ON audit_prod (id);\n"
+        "{% endif %}\n"
+    )
+    write_migrations(tmp_path / "sql", {"V1__prod_only.sql.j2": conditional})
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAYBOOK, encoding="utf-8")
+
+    process = run_playbook(playbook, "-e", "environment_name=staging")
+
+    assert process.returncode == 0, process.stdout + process.stderr
+    rows = history_rows(database)
+    assert [row["script"] for row in rows] == ["V1__prod_only.sql.j2"]
+    assert rows[0]["checksum"] == text_sha256("")
+
+
 def test_template_without_action_plugin_rejected(database: Database, tmp_path: Path) -> None:
     directory = write_migrations(tmp_path / "sql", {"V1__audit_table.sql.j2": TEMPLATE})
 

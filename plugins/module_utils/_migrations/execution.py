@@ -136,8 +136,9 @@ def execution_error(
         message += f" Detail: {_sentence(detail)}"
     if hint:
         message += f" Hint: {_sentence(hint)}"
-    if context:
-        message += f" Context: {_sentence(context)}"
+    locations = _routine_locations(context)
+    if locations:
+        message += f" Context: {_sentence('; '.join(locations))}"
     message += f" {stays}"
     return ExecutionError(
         message, version=migration.version, script=migration.script, line=line, sqlstate=sqlstate
@@ -148,6 +149,20 @@ def execution_error(
 # its lines from the start of the body, the text right after the opening quote.
 _DO_BLOCK_CONTEXT = re.compile(r"PL/pgSQL function inline_code_block line (\d+)")
 _DO_BODY_START = re.compile(r"^\s*DO\b[^$']*(\$[A-Za-z_0-9]*\$|')", re.IGNORECASE)
+
+
+def _routine_locations(context: str) -> list[str]:
+    """Return the lines of an error context that name a routine and a line, such as
+    "PL/pgSQL function inline_code_block line 3 at RAISE".
+
+    Other lines are left out: they can quote SQL, such as 'SQL statement "..."' from
+    EXECUTE, and that SQL may carry a password that hide_sql_in_diff keeps out of the output.
+    """
+    return [
+        line.strip()
+        for line in context.splitlines()
+        if line.strip().startswith(("PL/pgSQL function", "SQL function"))
+    ]
 
 
 def _do_block_line(statement: Statement, context: str) -> int | None:
