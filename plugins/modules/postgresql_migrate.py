@@ -221,6 +221,9 @@ notes:
   - Statements that PostgreSQL refuses inside a transaction block, such as
     C(CREATE INDEX CONCURRENTLY), need the line C(-- dbops:no-transaction) in their file. Such a
     file runs statement by statement outside a transaction; check mode does not execute it.
+  - Check mode does not execute a migration that calls C(setval()) on a sequence that existed
+    before the check, because a rollback does not restore a sequence. Inserts in check mode
+    still advance sequences, which leaves gaps.
   - psql meta-commands such as C(\set) or C(\connect), and top-level C(BEGIN) or C(COMMIT), are
     rejected before anything runs.
   - In check mode all pending migrations share one transaction, so two things can fail that

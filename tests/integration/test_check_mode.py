@@ -324,6 +324,70 @@ def test_check_passes_where_real_run_succeeds(
     assert applied["current_version"] == "3"
 
 
+# --- sequences, which a rollback does not restore
+
+
+SEQUENCE_FILES = {
+    "V1__orders.sql": "CREATE TABLE orders (id bigserial PRIMARY KEY, note text);\n",
+    "V2__orders_rows.sql": "INSERT INTO orders (note) VALUES ('a'), ('b'), ('c');\n",
+}
+
+
+def test_setval_migration_not_executed_in_check(database: Database, tmp_path: Path) -> None:
+    write_migrations(tmp_path, SEQUENCE_FILES)
+    apply(module_params(database, tmp_path))
+    write_migrations(
+        tmp_path, {"V3__restart_orders.sql": "SELECT setval('orders_id_seq', 1, false);\n"}
+    )
+
+    result, warnings = check(module_params(database, tmp_path))
+
+    assert applied_flags(result) == {"3": False}
+    assert warnings == [
+        "V3 (V3__restart_orders.sql) calls setval(), which changes a sequence outside the "
+        "transaction, so a rollback would not undo it: check mode did not execute it."
+    ]
+    assert database.query("SELECT last_value, is_called FROM orders_id_seq") == [(3, True)]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT setval(pg_get_serial_sequence('orders', 'id'), 1, false);\n",
+        "SELECT setval('a.b.c.d', 1, false);\n",
+    ],
+    ids=["name-not-literal", "invalid-name"],
+)
+def test_setval_without_known_sequence_not_executed(
+    database: Database, tmp_path: Path, statement: str
+) -> None:
+    write_migrations(tmp_path, SEQUENCE_FILES)
+    apply(module_params(database, tmp_path))
+    write_migrations(tmp_path, {"V3__restart_orders.sql": statement})
+
+    result, warnings = check(module_params(database, tmp_path))
+
+    assert applied_flags(result) == {"3": False}
+    assert len(warnings) == 1
+    assert "calls setval()" in warnings[0]
+    assert database.query("SELECT last_value, is_called FROM orders_id_seq") == [(3, True)]
+
+
+def test_setval_on_new_sequence_verified(database: Database, tmp_path: Path) -> None:
+    write_migrations(
+        tmp_path,
+        {
+            "V1__tags.sql": "CREATE TABLE tags (id serial PRIMARY KEY);\n"
+            "SELECT setval('tags_id_seq', 40, true);\n"
+        },
+    )
+
+    result, warnings = check(module_params(database, tmp_path))
+
+    assert applied_flags(result) == {"1": True}
+    assert warnings == []
+
+
 # --- migrations marked -- dbops:no-transaction
 
 

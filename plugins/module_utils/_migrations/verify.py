@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from . import catalog
@@ -22,6 +23,7 @@ from .steps import (
 # Imported only where installed, so that the file imports without psycopg2. The modules
 # check connection.HAS_PSYCOPG2 before they call in here.
 try:
+    import psycopg2
     from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by the module as a missing requirement
     pass
@@ -38,6 +40,9 @@ _MAY_DEPEND_ON_SKIPPED = ("42P01", "42703", "42704", "42883", "3F000", "23", "55
 # table with pending deferred trigger events (55006).
 _SHARED_TRANSACTION_ONLY = ("55P04", "55006")
 
+# The sequence name of a setval() call whose first argument is a quoted literal.
+_SETVAL_NAME = re.compile(r"\bsetval\s*\(\s*'((?:[^']|'')*)'", re.IGNORECASE)
+
 
 def verify_all(context: RunContext, prepared: list[PreparedMigration]) -> list[dict[str, Any]]:
     """Verify each prepared migration; return reports marked verified or not."""
@@ -50,8 +55,11 @@ def verify_all(context: RunContext, prepared: list[PreparedMigration]) -> list[d
             cursor.execute("BEGIN; SELECT pg_catalog.pg_backend_pid()")
             check_backend(context, cursor.fetchone()[0])
             before = _snapshot(context, cursor)
+            sequences = _sequence_oids(cursor)
             for item in prepared:
-                reports.append(_verify_one(context, cursor, item, skipped, bool(reports)))
+                reports.append(
+                    _verify_one(context, cursor, item, skipped, bool(reports), sequences)
+                )
             if before is not None:
                 changes = catalog.diff(before, _catalog_snapshot(context, cursor))
                 context.schema_changes = catalog.render(changes)
@@ -79,6 +87,7 @@ def _verify_one(
     item: PreparedMigration,
     skipped: list[str],
     after_others: bool,
+    existing_sequences: set[int],
 ) -> dict[str, Any]:
     label = item.migration.label
     if item.no_transaction:
@@ -86,6 +95,14 @@ def _verify_one(
         context.warnings.append(
             f"{label} ({item.migration.script}) is marked {NO_TRANSACTION_DIRECTIVE} and "
             "cannot run inside the check transaction, so check mode did not execute it."
+        )
+        return report(item.migration, 0, verified=False)
+    if _may_move_existing_sequence(cursor, item, existing_sequences):
+        skipped.append(label)
+        context.warnings.append(
+            f"{label} ({item.migration.script}) calls setval(), which changes a sequence "
+            "outside the transaction, so a rollback would not undo it: check mode did not "
+            "execute it."
         )
         return report(item.migration, 0, verified=False)
     cursor.execute(
@@ -104,6 +121,46 @@ def _verify_one(
         context.warnings.append(f"{label} could not be verified, {reason}: {error}")
         return report(item.migration, 0, verified=False)
     return report(item.migration, elapsed, verified=True)
+
+
+def _sequence_oids(cursor: Any) -> set[int]:
+    cursor.execute("SELECT oid FROM pg_catalog.pg_class WHERE relkind = 'S'")
+    return {row[0] for row in cursor.fetchall()}
+
+
+def _may_move_existing_sequence(cursor: Any, item: PreparedMigration, existing: set[int]) -> bool:
+    """Tell whether the migration calls setval() on a sequence that existed before the check.
+
+    setval() is not transactional, so the rollback would not undo it. A call on a sequence
+    that the checked migrations create is harmless, because the rollback drops the sequence,
+    as in files from pg_dump. A call whose sequence is not a quoted name counts as a risk.
+    """
+    for statement in item.statements:
+        calls = statement.words.count("SETVAL")
+        if not calls:
+            continue
+        names = _SETVAL_NAME.findall(statement.text)
+        if len(names) < calls:
+            return True
+        for name in names:
+            oid = _sequence_oid(cursor, name.replace("''", "'"))
+            if oid is None or oid in existing:
+                return True
+    return False
+
+
+def _sequence_oid(cursor: Any, name: str) -> int | None:
+    """Return the oid that ``name`` resolves to, 0 when nothing has that name, or None when
+    the name is invalid. A savepoint keeps an invalid name from aborting the check."""
+    cursor.execute("SAVEPOINT dbops_sequence_name")
+    try:
+        cursor.execute("SELECT pg_catalog.to_regclass(%s)::oid", (name,))
+        found = cursor.fetchone()[0]
+    except psycopg2.Error:
+        cursor.execute("ROLLBACK TO SAVEPOINT dbops_sequence_name")
+        return None
+    cursor.execute("RELEASE SAVEPOINT dbops_sequence_name")
+    return found or 0
 
 
 def _unverifiable_reason(
