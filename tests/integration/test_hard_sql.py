@@ -271,6 +271,25 @@ def test_no_transaction_failure_then_retry(database: Database) -> None:
     assert valid == [(True,)]
 
 
+def test_retry_with_invalid_index_left_fails(database: Database) -> None:
+    guarded = ACCOUNTS_INDEXES.replace(
+        "UNIQUE INDEX CONCURRENTLY accounts_email_key",
+        'UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "Accounts_Email_Key"',
+    )
+    files = [("V1__accounts.sql", ACCOUNTS), ("V2__accounts_indexes.sql", guarded)]
+    with pytest.raises(ExecutionError):
+        run_migrations(database, files)
+
+    # The retry skips the invalid index, because IF NOT EXISTS finds it, and must not pass.
+    with pytest.raises(ExecutionError) as raised:
+        run_migrations(database, files, resolve_failed="retry")
+
+    message = str(raised.value)
+    assert message.startswith("Migration V2 (V2__accounts_indexes.sql) finished, but"), message
+    assert 'invalid index "Accounts_Email_Key"' in message, message
+    assert history(database) == [("1", "SQL", True), ("2", "SQL_NO_TRANSACTION", False)]
+
+
 def test_enum_add_value_in_transaction(database: Database) -> None:
     files = [
         ("V1__mood.sql", "CREATE TYPE mood AS ENUM ('sad', 'happy');\n"),

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -187,9 +188,9 @@ def _apply_without_transaction(context: RunContext, item: PreparedMigration) -> 
             cursor.execute(
                 *record_statement(context.history, item, 0, options, commit=False, success=False)
             )
-            left = _invalid_indexes(cursor) - invalid_before
+            left = _invalid_after(cursor, invalid_before, set())
             raise with_note(error, _invalid_index_note(left)) if left else error from None
-        left = _invalid_indexes(cursor) - invalid_before
+        left = _invalid_after(cursor, invalid_before, _created_index_names(item))
         success = not left
         cursor.execute(
             *record_statement(
@@ -208,13 +209,48 @@ def _apply_without_transaction(context: RunContext, item: PreparedMigration) -> 
     return elapsed
 
 
-def _invalid_indexes(cursor: Any) -> set[str]:
-    """Return the invalid indexes of the database, as left by a failed concurrent build."""
+def _invalid_indexes(cursor: Any) -> dict[str, str]:
+    """Return the invalid indexes of the database, as left by a failed concurrent build: the
+    name as regclass prints it, mapped to the bare name."""
     cursor.execute(
-        "SELECT i.indexrelid::pg_catalog.regclass::text FROM pg_catalog.pg_index i"
+        "SELECT i.indexrelid::pg_catalog.regclass::text, c.relname::text"
+        " FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
         " WHERE NOT i.indisvalid"
     )
-    return {row[0] for row in cursor.fetchall()}
+    return {row[0]: row[1] for row in cursor.fetchall()}
+
+
+def _invalid_after(cursor: Any, before: dict[str, str], named: set[str]) -> set[str]:
+    """Return the invalid indexes that are new since ``before``, or that the migration names.
+
+    A rerun of CREATE INDEX CONCURRENTLY IF NOT EXISTS skips an index that a failed build
+    left invalid, so an invalid index the migration names counts even when it is not new.
+    """
+    return {
+        printed
+        for printed, bare in _invalid_indexes(cursor).items()
+        if printed not in before or bare in named
+    }
+
+
+# The name in CREATE [UNIQUE] INDEX [CONCURRENTLY] [IF NOT EXISTS] name, quoted or not.
+_CREATED_INDEX = re.compile(
+    r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?"
+    r'(?!ON\b)("(?:[^"]|"")+"|[A-Za-z_][A-Za-z_0-9$]*)',
+    re.IGNORECASE,
+)
+
+
+def _created_index_names(item: PreparedMigration) -> set[str]:
+    """Return the names of the indexes that the migration's CREATE INDEX statements name."""
+    names = set()
+    for statement in item.statements:
+        found = _CREATED_INDEX.match(statement.text)
+        if found is None:
+            continue
+        name = found.group(1)
+        names.add(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
+    return names
 
 
 def _invalid_index_note(names: set[str]) -> str:
