@@ -480,6 +480,51 @@ def test_repeatable_views_recreated(reader_role: str, database: Database) -> Non
     assert [row[2] for row in history(database)] == [True, True, True, True, True]
 
 
+DEPENDENT_WITH_SETTINGS = """\
+CREATE VIEW guarded_orders WITH (security_barrier = true) AS
+    SELECT id, customer, amount FROM order_totals WHERE amount > 0
+    WITH CASCADED CHECK OPTION;
+ALTER VIEW guarded_orders ALTER COLUMN amount SET DEFAULT 7;
+CREATE FUNCTION guarded_orders_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO orders (id, customer, amount) VALUES (NEW.id, NEW.customer, NEW.amount);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER guarded_orders_insert INSTEAD OF INSERT ON guarded_orders
+    FOR EACH ROW EXECUTE FUNCTION guarded_orders_insert();
+"""
+
+
+def test_recreated_dependent_keeps_settings(reader_role: str, database: Database) -> None:
+    dependent = ("V2__guarded_orders.sql", DEPENDENT_WITH_SETTINGS)
+    grant = ("V3__grant.sql", f'GRANT UPDATE (customer) ON guarded_orders TO "{reader_role}";\n')
+    files = [("V1__orders.sql", ORDERS), dependent, grant, ("R__views.sql", VIEWS_V1)]
+    run_migrations(database, [("V1__orders.sql", ORDERS), ("R__views.sql", VIEWS_V1)])
+    run_migrations(database, files)
+    before = database.query("SELECT oid FROM pg_class WHERE relname = 'guarded_orders'")
+
+    # order_labels gains a column before an old one, which CREATE OR REPLACE VIEW rejects,
+    # so the file's views and guarded_orders, which reads order_totals, are created again.
+    widened = VIEWS_V1.replace(
+        "SELECT id, customer, amount FROM orders", "SELECT id, customer, amount, region FROM orders"
+    ).replace("order_labels AS SELECT id, customer", "order_labels AS SELECT id, region, customer")
+    files[-1] = ("R__views.sql", widened)
+    run_migrations(database, files)
+
+    after = database.query("SELECT oid FROM pg_class WHERE relname = 'guarded_orders'")
+    assert after != before, "guarded_orders was not recreated, so the test proves nothing"
+    options = database.query("SELECT reloptions FROM pg_class WHERE relname = 'guarded_orders'")
+    assert options == [(["security_barrier=true", "check_option=cascaded"],)]
+    database.query("INSERT INTO guarded_orders (id, customer) VALUES (3, 'cy')")
+    assert database.query("SELECT amount FROM orders WHERE id = 3") == [(7,)]
+    privilege = database.query(
+        "SELECT pg_catalog.has_column_privilege(%s, 'guarded_orders', 'customer', 'UPDATE')",
+        [reader_role],
+    )
+    assert privilege == [(True,)], "the column grant was lost"
+
+
 def test_unquoted_camel_case_column(database: Database) -> None:
     table = ("V1__users.sql", 'CREATE TABLE "User" (id int, "fullName" text);\n')
     update = (

@@ -7,8 +7,10 @@ PostgreSQL replaces a view in place only when the new column list extends the ol
 (42809, or 42P07 for CREATE MATERIALIZED VIEW over a view). In those cases the views the
 file defines are dropped together with the views that depend on them, the file runs again,
 and the dependent views are recreated from their saved definitions, all inside the
-migration's transaction. Grants and comments are restored; materialized views are
-repopulated when they were populated before.
+migration's transaction. Grants (of the view and of its columns), comments, triggers and
+column defaults are restored, dependent views keep their options (security_barrier,
+check_option), and materialized views are repopulated when they were populated before.
+Rules other than the view's own are not restored.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ GROUP BY oid ORDER BY pg_catalog.max(depth), oid
 _RELATION = """
 SELECT n.nspname, c.relname, c.relkind, pg_catalog.pg_get_viewdef(c.oid),
        c.relispopulated, pg_catalog.obj_description(c.oid, 'pg_class'),
-       pg_catalog.pg_get_userbyid(c.relowner)
+       pg_catalog.pg_get_userbyid(c.relowner), c.reloptions
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = %s
 """
@@ -80,6 +82,26 @@ JOIN pg_catalog.pg_attribute a ON a.attrelid = d.objoid AND a.attnum = d.objsubi
 WHERE d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objoid = %s
   AND d.objsubid > 0
 """
+
+_COLUMN_GRANTS = """
+SELECT a.attname,
+       CASE WHEN x.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(x.grantee) END,
+       x.privilege_type, x.is_grantable
+FROM pg_catalog.pg_attribute a, pg_catalog.aclexplode(a.attacl) x
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
+"""
+
+_COLUMN_DEFAULTS = """
+SELECT a.attname, pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+FROM pg_catalog.pg_attrdef d
+JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+WHERE d.adrelid = %s
+"""
+
+_TRIGGERS = (
+    "SELECT pg_catalog.pg_get_triggerdef(oid) FROM pg_catalog.pg_trigger"
+    " WHERE tgrelid = %s AND NOT tgisinternal ORDER BY tgname"
+)
 
 _INDEXES = (
     "SELECT pg_catalog.pg_get_indexdef(indexrelid) FROM pg_catalog.pg_index WHERE indrelid = %s"
@@ -100,6 +122,10 @@ class SavedView:
     grants: list[tuple[str | None, str, bool]]
     column_comments: list[tuple[str, str]]
     indexes: list[str]
+    options: list[str]
+    column_grants: list[tuple[str, str | None, str, bool]]
+    column_defaults: list[tuple[str, str]]
+    triggers: list[str]
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -137,6 +163,7 @@ def _recreate(cursor: Any, item: PreparedMigration, roots: list[int], stays: str
             _create(cursor, view)
         for view in saved_roots + saved_dependents:
             _restore_grants_and_comments(cursor, view)
+            _restore_column_settings(cursor, view)
     except psycopg2.Error as error:
         raise ExecutionError(
             f"Migration {item.migration.label} ({item.migration.script}) replaced its views, "
@@ -175,7 +202,7 @@ def _dependents(cursor: Any, roots: list[int]) -> list[int]:
 
 def _save(cursor: Any, oid: int) -> SavedView:
     cursor.execute(_RELATION, (oid,))
-    schema, name, kind, definition, populated, comment, owner = cursor.fetchone()
+    schema, name, kind, definition, populated, comment, owner, options = cursor.fetchone()
     cursor.execute(_GRANTS, (oid,))
     grants = list(cursor.fetchall())
     cursor.execute(_COLUMN_COMMENTS, (oid,))
@@ -184,6 +211,12 @@ def _save(cursor: Any, oid: int) -> SavedView:
     if kind == "m":
         cursor.execute(_INDEXES, (oid,))
         indexes = [row[0] for row in cursor.fetchall()]
+    cursor.execute(_COLUMN_GRANTS, (oid,))
+    column_grants = list(cursor.fetchall())
+    cursor.execute(_COLUMN_DEFAULTS, (oid,))
+    column_defaults = list(cursor.fetchall())
+    cursor.execute(_TRIGGERS, (oid,))
+    triggers = [row[0] for row in cursor.fetchall()]
     return SavedView(
         schema=schema,
         name=name,
@@ -195,6 +228,10 @@ def _save(cursor: Any, oid: int) -> SavedView:
         grants=grants,
         column_comments=column_comments,
         indexes=indexes,
+        options=list(options or []),
+        column_grants=column_grants,
+        column_defaults=column_defaults,
+        triggers=triggers,
     )
 
 
@@ -204,14 +241,19 @@ def _drop(cursor: Any, view: SavedView) -> None:
 
 
 def _create(cursor: Any, view: SavedView) -> None:
+    """Create a dependent view again as it was, with its options, indexes and owner."""
+    options: sql.Composable = sql.SQL("")
+    if view.options:
+        # pg_class.reloptions holds name=value pairs that WITH (...) takes back as written.
+        options = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(map(sql.SQL, view.options)))
     if view.materialized:
         data = sql.SQL("WITH DATA" if view.populated else "WITH NO DATA")
-        statement = sql.SQL("CREATE MATERIALIZED VIEW {name} AS {body} {data}").format(
-            name=view.identifier, body=sql.SQL(view.definition), data=data
+        statement = sql.SQL("CREATE MATERIALIZED VIEW {name}{options} AS {body} {data}").format(
+            name=view.identifier, options=options, body=sql.SQL(view.definition), data=data
         )
     else:
-        statement = sql.SQL("CREATE VIEW {name} AS {body}").format(
-            name=view.identifier, body=sql.SQL(view.definition)
+        statement = sql.SQL("CREATE VIEW {name}{options} AS {body}").format(
+            name=view.identifier, options=options, body=sql.SQL(view.definition)
         )
     cursor.execute(statement)
     for index in view.indexes:
@@ -266,6 +308,57 @@ def _restore_grants_and_comments(cursor: Any, view: SavedView) -> None:
                 ),
                 (comment,),
             )
+
+
+def _restore_column_settings(cursor: Any, view: SavedView) -> None:
+    """Put back column grants, column defaults and triggers, for the columns that remain.
+
+    A view replaced in place keeps them, so a view that had to be dropped and created again
+    gets them back. Settings of a column that the new definition removed are left out.
+    """
+    cursor.execute(
+        "SELECT attname FROM pg_catalog.pg_attribute"
+        " WHERE attrelid = %s::pg_catalog.regclass AND attnum > 0 AND NOT attisdropped",
+        (_quoted(view),),
+    )
+    columns = {row[0] for row in cursor.fetchall()}
+    for column, grantee, privilege, grantable in view.column_grants:
+        if column not in columns:
+            continue
+        cursor.execute(
+            sql.SQL("GRANT {privilege} ({column}) ON TABLE {name} TO {grantee}{option}").format(
+                privilege=sql.SQL(privilege),
+                column=sql.Identifier(column),
+                name=view.identifier,
+                grantee=sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
+                option=sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+            )
+        )
+    for column, default in view.column_defaults:
+        if column not in columns:
+            continue
+        cursor.execute(
+            sql.SQL("ALTER VIEW {name} ALTER COLUMN {column} SET DEFAULT {default}").format(
+                name=view.identifier, column=sql.Identifier(column), default=sql.SQL(default)
+            )
+        )
+    cursor.execute(
+        "SELECT tgname FROM pg_catalog.pg_trigger WHERE tgrelid = %s::pg_catalog.regclass",
+        (_quoted(view),),
+    )
+    present = {row[0] for row in cursor.fetchall()}
+    for trigger in view.triggers:
+        name = _TRIGGER_NAME.match(trigger)
+        if name is None or _identifier_value(name.group(1)) not in present:
+            cursor.execute(trigger)
+
+
+# pg_get_triggerdef output starts CREATE [CONSTRAINT] TRIGGER name.
+_TRIGGER_NAME = re.compile(rf"^CREATE\s+(?:CONSTRAINT\s+)?TRIGGER\s+({_NAME})")
+
+
+def _identifier_value(written: str) -> str:
+    return written[1:-1].replace('""', '"') if written.startswith('"') else written
 
 
 def _quoted(view: SavedView) -> str:
