@@ -105,9 +105,8 @@ options:
         type C(BASELINE), without running its SQL; later versions are applied as usual.
       - Applies only while the history table records no versioned migration. Once the
         baseline is recorded the option has no further effect, so it can stay in the play.
-      - It must name a version that has a migration file. A version above the newest file is
-        rejected before anything is recorded, because a later file up to that version could
-        never be applied.
+      - A version above the newest versioned file is rejected before anything is recorded,
+        because a file added later up to that version could never be applied.
     type: str
   baseline_verify:
     description:

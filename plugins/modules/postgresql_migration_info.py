@@ -29,8 +29,10 @@ extends_documentation_fragment:
 options:
   path:
     description:
-      - Directory, or list of directories, searched recursively for C(*.sql) migration files
-        to compare with the history table.
+      - Directory, or list of directories, searched recursively for C(*.sql) and
+        C(*.sql.j2) migration files to compare with the history table. Templates are
+        rendered with the play's variables, as M(dbops.migrations.postgresql_migrate) renders
+        them.
       - Relative paths are found as M(dbops.migrations.postgresql_migrate) finds them, in the
         role's C(files/) directory, then next to the playbook.
       - Without it or O(sources), RV(pending) and RV(drifted) are empty lists.

@@ -54,7 +54,8 @@ def with_migration_files(
     paths = args.pop("path")
     if isinstance(paths, str):
         paths = [paths]
-    directories = [_find_directory(action, str(path)) for path in paths]
+    # A directory listed twice is read once, rather than reported as duplicate versions.
+    directories = list(dict.fromkeys(_find_directory(action, str(path)) for path in paths))
     try:
         files = read_directories(directories, warn)
     except MigrationError as error:

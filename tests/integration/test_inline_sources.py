@@ -200,3 +200,20 @@ def test_only_empty_directory_warns_and_applies_nothing(
     result = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
     assert result["changed"] is False
     assert result["applied"] == []
+
+
+def test_directory_listed_twice_read_once(
+    database: Database, run_playbook, play_recap, tmp_path: Path
+) -> None:
+    directory = write_migrations(tmp_path / "sql", {"V1__inline_orders.sql": INLINE_V1})
+    playbook = write_play(
+        tmp_path / "twice.yml",
+        "dbops.migrations.postgresql_migrate",
+        {"path": [str(directory), str(directory)]},
+    )
+
+    run = run_playbook(playbook)
+
+    assert run.returncode == 0, output_of(run)
+    assert play_recap(run.stdout)["changed"] == 1
+    assert [row["script"] for row in history_rows(database)] == ["V1__inline_orders.sql"]

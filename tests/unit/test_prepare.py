@@ -75,6 +75,7 @@ def test_prepare_keeps_migration() -> None:
         pytest.param("-- dbops:no-transaction", True, id="standard"),
         pytest.param("--dbops:no-transaction", True, id="no-space"),
         pytest.param("  -- dbops:no-transaction  ", True, id="indented"),
+        pytest.param("-- DBOPS:NO-TRANSACTION", True, id="upper-case"),
         pytest.param("-- dbops:no-transaction please", False, id="trailing-words"),
         pytest.param("SELECT 1; -- dbops:no-transaction", False, id="after-statement"),
         pytest.param("-- dbops: no-transaction", False, id="space-after-colon"),

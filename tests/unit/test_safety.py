@@ -1074,6 +1074,14 @@ def test_ignore_with_reason_silences() -> None:
     assert lint(text) == []
 
 
+def test_ignore_keyword_in_upper_case_silences() -> None:
+    text = (
+        "-- DBOPS:LINT-IGNORE drop-column no release since 4.2 reads fax_number\n"
+        "ALTER TABLE orders DROP COLUMN fax_number;"
+    )
+    assert lint(text) == []
+
+
 def test_ignore_silences_only_named_rule() -> None:
     text = (
         "-- dbops:lint-ignore drop-column unused since 4.2\n"

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - reported by the module as a missing re
     pass
 
 NO_TRANSACTION_DIRECTIVE = "-- dbops:no-transaction"
-_DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*dbops:no-transaction[ \t]*$", re.MULTILINE)
+_DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*dbops:no-transaction[ \t]*$", re.MULTILINE | re.IGNORECASE)
 
 
 @dataclass

@@ -1547,8 +1547,10 @@ def _follow_lock_timeout(run: _Run, statement: Statement) -> None:
 # Silencing comments
 # ---------------------------------------------------------------------------------------------
 
+# The keyword matches in any case, so that -- DBOPS:LINT-IGNORE is not silently ignored.
 _IGNORE_COMMENT = re.compile(
-    r"^\s*--\s*dbops:lint-ignore(?:\s+(?P<rule>\S+))?(?:\s+(?P<reason>.*?))?\s*$"
+    r"^\s*--\s*dbops:lint-ignore(?:\s+(?P<rule>\S+))?(?:\s+(?P<reason>.*?))?\s*$",
+    re.IGNORECASE,
 )
 
 
