@@ -416,8 +416,13 @@ def test_target_stops_then_rest_applies(database: Database, migrations: Path) ->
     )
 
     first = migrate(migrate_params(database, migrations, target="2"))
+    again = migrate(migrate_params(database, migrations, target="2"))
     second = migrate(migrate_params(database, migrations))
 
+    assert again["msg"] == (
+        "No migration to apply up to the target; the database is at version 2, and V3 waits "
+        "beyond it."
+    )
     assert [entry["version"] for entry in first["applied"]] == ["1", "2"]
     assert first["pending"] == [
         {

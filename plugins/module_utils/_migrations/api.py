@@ -175,6 +175,10 @@ def migrations_summary(outcome: RunResult, check_mode: bool, strategy: str) -> s
     count = len(outcome.applied)
     noun = "migration" if count == 1 else "migrations"
     undo = any(entry["type"] == "undo" for entry in outcome.applied)
+    if not outcome.applied and outcome.pending:
+        waiting = ", ".join(label(entry) for entry in outcome.pending)
+        verb = "waits" if len(outcome.pending) == 1 else "wait"
+        return f"No migration to apply up to the target; {at}, and {waiting} {verb} beyond it."
     if not outcome.applied:
         return f"No migration pending; {at}."
     if not check_mode:
