@@ -278,6 +278,56 @@ def test_failed_undo_names_what_stays_undone(database: Database, tmp_path: Path)
     assert relations_by_kind(database)["table"] == {"a", "b", "schema_migrations"}
 
 
+UNDO_FAILING_LATE = {
+    "V1__a.sql": "CREATE TABLE a (id int);\n",
+    "V2__a_index.sql": "CREATE INDEX a_id_idx ON a (id);\n",
+    "U2__a_index.sql": "-- dbops:no-transaction\n"
+    "SET lock_timeout = '5s';\n"
+    "DROP INDEX CONCURRENTLY a_id_idx;\n"
+    "SELECT 1 / 0;\n",
+}
+
+
+def test_failed_undo_retry_needs_target(database: Database, tmp_path: Path) -> None:
+    directory = write_migrations(tmp_path / "sql", UNDO_FAILING_LATE)
+    migrate(migrate_params(database, directory))
+    with pytest.raises(ExecutionError):
+        migrate(migrate_params(database, directory, target="1"))
+
+    with pytest.raises(PlanError) as without_target:
+        migrate(migrate_params(database, directory, resolve_failed="retry"))
+    with pytest.raises(PlanError) as plain:
+        migrate(migrate_params(database, directory))
+
+    assert str(without_target.value).startswith(
+        "U2 (U2__a_index.sql) was recorded as failed. To run it again, set resolve_failed to "
+        "retry together with a target below 2"
+    )
+    assert str(plain.value).startswith("Migration U2 (U2__a_index.sql) is recorded as failed")
+    assert [(row["type"], row["success"]) for row in history_rows(database)][-1] == (
+        "UNDO_SQL",
+        False,
+    )
+
+
+def test_failed_undo_retried_with_target(database: Database, tmp_path: Path) -> None:
+    directory = write_migrations(tmp_path / "sql", UNDO_FAILING_LATE)
+    migrate(migrate_params(database, directory))
+    with pytest.raises(ExecutionError):
+        migrate(migrate_params(database, directory, target="1"))
+    fixed = dict(UNDO_FAILING_LATE)
+    fixed["U2__a_index.sql"] = (
+        "-- dbops:no-transaction\nSET lock_timeout = '5s';\n"
+        "DROP INDEX CONCURRENTLY IF EXISTS a_id_idx;\n"
+    )
+    write_migrations(directory, fixed)
+
+    result = migrate(migrate_params(database, directory, target="1", resolve_failed="retry"))
+
+    assert [entry["version"] for entry in result["applied"]] == ["2"]
+    assert result["current_version"] == "1"
+
+
 def test_undo_missing_scripts_named_before_running(database: Database, tmp_path: Path) -> None:
     directory = write_migrations(
         tmp_path / "sql",

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import PlanError
-from .history import TYPE_BASELINE, HistoryRow, insert_parameters
+from .history import TYPE_BASELINE, TYPE_UNDO, HistoryRow, insert_parameters
 from .planner import Plan, option_version_key
 from .scanner import scan
 from .sources import VERSIONED, Migration, format_version, version_key
@@ -42,7 +42,9 @@ def resolve_failed(
     if not failed or not decision:
         return rows
     checksums = {m.script: m.checksum for m in sources}
-    labels = ", ".join(f"V{row.version}" if row.version else row.script for row in failed)
+    labels = ", ".join(_failed_label(row) for row in failed)
+    if decision == RESOLVE_RETRY:
+        _check_undo_retry_target(failed, context.options.target)
     check = context.options.check_mode
     if not check:
         with context.connection.cursor() as cursor:
@@ -67,6 +69,35 @@ def resolve_failed(
         else replace(row, success=True, checksum=checksums.get(row.script, row.checksum))
         for row in rows
     ]
+
+
+def _failed_label(row: HistoryRow) -> str:
+    if row.version is None:
+        return row.script
+    return f"U{row.version}" if row.type == TYPE_UNDO else f"V{row.version}"
+
+
+def _check_undo_retry_target(failed: list[HistoryRow], target: str | None) -> None:
+    """Raise PlanError when a failed undo would be retried without a target below it.
+
+    Removing the failed record leaves the version applied, and only a target below it runs
+    the undo script again, so without one the retry would run nothing and leave the history
+    saying the version is applied while the undo may have dropped part of it.
+    """
+    undos = [row for row in failed if row.type == TYPE_UNDO and row.version is not None]
+    if not undos:
+        return
+    lowest = min(undos, key=lambda row: version_key(row.version or "0"))
+    if target is not None and option_version_key(target, "target") < version_key(
+        lowest.version or "0"
+    ):
+        return
+    raise PlanError(
+        f"U{lowest.version} ({lowest.script}) was recorded as failed. To run it again, set "
+        f"resolve_failed to retry together with a target below {lowest.version}, the target "
+        "of the undo run; or repair the database and set resolve_failed to mark_applied to "
+        "record the undo as done."
+    )
 
 
 def accept_checksums(context: RunContext, plan: Plan) -> list[str]:

@@ -141,7 +141,10 @@ def _reject_failed(history: list[HistoryRow]) -> None:
     if not failed:
         return
     row = failed[-1]
-    label = f"V{row.version}" if row.version else f"R__{row.description}"
+    if row.version is None:
+        label = f"R__{row.description}"
+    else:
+        label = f"U{row.version}" if row.type == TYPE_UNDO else f"V{row.version}"
     raise PlanError(
         f"Migration {label} ({row.script}) is recorded as failed in an earlier run, so the "
         "database may hold part of it. Repair the database, then run again with "
