@@ -18,6 +18,7 @@ import pytest
 from ansible_collections.dbops.migrations.plugins.module_utils._migrations.errors import (
     ExecutionError,
     LockTimeoutError,
+    MigrationError,
     PlanError,
 )
 from ansible_collections.dbops.migrations.plugins.module_utils._migrations.sources import (
@@ -700,6 +701,32 @@ def test_check_fails_on_lock_timeout(database: Database, items_v1_applied: Path)
     assert str(caught.value) == (
         "Migration V2 (V2__items_note.sql, line 1) failed: canceling statement due to lock "
         "timeout (SQLSTATE 55P03). " + CHECK_NOTHING_WRITTEN
+    )
+    assert column_names(database, "items") == ["id", "name"]
+    assert history_versions(database) == ["1"]
+
+
+@pytest.mark.parametrize("check_mode", [True, False], ids=["check", "run"])
+def test_locked_history_table_fails_after_lock_timeout(
+    database: Database, items_v1_applied: Path, check_mode: bool
+) -> None:
+    write_migrations(items_v1_applied, {"V2__items_note.sql": ADD_NOTE})
+    blocker = database.connect()
+    try:
+        with blocker.cursor() as cursor:
+            # Ends the blocker if the run ignores lock_timeout, so the test fails, not hangs.
+            cursor.execute("SET idle_in_transaction_session_timeout = '30s'")
+            cursor.execute("LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE")
+        params = module_params(database, items_v1_applied, lock_timeout="500ms")
+        with pytest.raises(MigrationError) as caught:
+            check(params) if check_mode else apply(params)
+    finally:
+        blocker.close()
+
+    assert str(caught.value) == (
+        "Cannot read the history table public.schema_migrations: canceling statement due to "
+        "lock timeout (SQLSTATE 55P03). Another session held a lock on it for longer than "
+        "lock_timeout 500ms: find it in pg_locks, or run again when it ends."
     )
     assert column_names(database, "items") == ["id", "name"]
     assert history_versions(database) == ["1"]

@@ -606,6 +606,17 @@ def test_history_name_taken_by_other_relation(
     assert ("public", "a") not in user_relations(database)
 
 
+def test_invalid_lock_timeout_named(database: Database, migrations: Path) -> None:
+    write_migrations(migrations, {"V1__create_a.sql": CREATE_A})
+
+    with pytest.raises(MigrationError) as error:
+        migrate(migrate_params(database, migrations, lock_timeout="abc"))
+
+    assert str(error.value).startswith("Invalid lock_timeout 'abc': invalid value for parameter")
+    assert str(error.value).endswith("Give a duration such as 5s or 500ms.")
+    assert ("public", "a") not in user_relations(database)
+
+
 # --- session state left by a migration
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import adopt, safety
-from .apply import apply_all
+from .apply import LOCK_NOT_AVAILABLE, apply_all
 from .blockers import BlockerWatch
 from .errors import MigrationError, PlanError
 from .execution import PreparedMigration, prepare, server_message
@@ -25,6 +25,7 @@ from .steps import (
     RunContext,
     RunOptions,
     describe,
+    rollback,
 )
 from .verify import verify_all
 
@@ -85,7 +86,7 @@ def run(
         context = RunContext(connection, history, options, pid, BlockerWatch(reconnect, pid))
         if warnings is not None:
             context.warnings = warnings
-        missing, rows = _read_history(connection, history)
+        missing, rows = _read_history(connection, history, options.lock_timeout)
         resolved = (
             [_label_row(row) for row in rows if not row.success] if options.resolve_failed else []
         )
@@ -180,19 +181,47 @@ def _standard_conforming_strings(connection: Any) -> bool:
         return setting == "on"
 
 
-def _read_history(connection: Any, history: HistoryTable) -> tuple[bool, list[HistoryRow]]:
-    """Return whether the history table is missing, and its rows."""
+# SQLSTATE of an invalid value for a setting, such as lock_timeout = 'abc'.
+INVALID_PARAMETER_VALUE = "22023"
+
+
+def _read_history(
+    connection: Any, history: HistoryTable, lock_timeout: str
+) -> tuple[bool, list[HistoryRow]]:
+    """Return whether the history table is missing, and its rows.
+
+    The read waits at most ``lock_timeout`` for a lock on the table, so a session that holds
+    one, such as an open LOCK TABLE, fails the run instead of stalling it.
+    """
     import psycopg2
 
     try:
         with connection.cursor() as cursor:
-            if history.exists(cursor):
-                return False, history.rows(cursor)
+            cursor.execute("BEGIN")
+            cursor.execute(
+                "SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,)
+            )
+            missing = not history.exists(cursor)
+            rows = [] if missing else history.rows(cursor)
+            cursor.execute("COMMIT")
+            return missing, rows
     except psycopg2.Error as error:
+        rollback(connection)
+        if getattr(error, "pgcode", None) == INVALID_PARAMETER_VALUE:
+            raise MigrationError(
+                f"Invalid lock_timeout {lock_timeout!r}: {server_message(error)} Give a "
+                "duration such as 5s or 500ms."
+            ) from None
+        waited = ""
+        if getattr(error, "pgcode", None) == LOCK_NOT_AVAILABLE:
+            waited = (
+                f" Another session held a lock on it for longer than lock_timeout "
+                f"{lock_timeout}: find it in pg_locks, or run again when it ends."
+            )
         raise MigrationError(
-            f"Cannot read the history table {history.qualified_name}: {server_message(error)}"
+            f"Cannot read the history table {history.qualified_name}: "
+            f"{server_message(error)}{waited}"
         ) from None
-    return True, []
 
 
 def _create_history(connection: Any, history: HistoryTable) -> None:
