@@ -692,16 +692,23 @@ def test_check_fails_on_lock_timeout(database: Database, items_v1_applied: Path)
             # Ends the blocker if the check ignores lock_timeout, so the test fails, not hangs.
             cursor.execute("SET idle_in_transaction_session_timeout = '30s'")
             cursor.execute("SELECT count(*) FROM items")
+            cursor.execute("SELECT pg_backend_pid()")
+            blocker_pid = cursor.fetchone()[0]
         with pytest.raises(ExecutionError) as caught:
             check(module_params(database, items_v1_applied, lock_timeout="500ms"))
     finally:
         blocker.close()
 
     assert caught.value.sqlstate == "55P03"
-    assert str(caught.value) == (
+    message = str(caught.value)
+    assert message.startswith(
         "Migration V2 (V2__items_note.sql, line 1) failed: canceling statement due to lock "
         "timeout (SQLSTATE 55P03). " + CHECK_NOTHING_WRITTEN
+    ), message
+    assert f"The wait exceeded lock_timeout 500ms and was blocked by pid {blocker_pid} (" in (
+        message
     )
+    assert message.endswith("run it again when the lock is free."), message
     assert column_names(database, "items") == ["id", "name"]
     assert history_versions(database) == ["1"]
 

@@ -11,7 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import ExecutionError, MigrationError
-from .execution import LazyText, PreparedMigration, run_statements, server_message
+from .execution import (
+    LOCK_NOT_AVAILABLE,
+    LazyText,
+    PreparedMigration,
+    run_statements,
+    server_message,
+)
 from .sources import UNDO, Migration
 from .steps import (
     RunContext,
@@ -32,7 +38,6 @@ try:
 except ImportError:  # pragma: no cover - reported by the module as a missing requirement
     pass
 
-LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
 
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import adopt, safety
-from .apply import LOCK_NOT_AVAILABLE, apply_all
+from .apply import apply_all
 from .blockers import BlockerWatch
 from .errors import MigrationError, PlanError
-from .execution import PreparedMigration, prepare, server_message
+from .execution import LOCK_NOT_AVAILABLE, PreparedMigration, prepare, server_message
 from .history import HistoryRow, HistoryTable
 from .lock import migration_lock
 from .planner import DriftPolicy, Plan, make_plan

@@ -23,6 +23,8 @@ except ImportError:  # pragma: no cover - reported by the module as a missing re
     pass
 
 NO_TRANSACTION_DIRECTIVE = "-- dbops:no-transaction"
+# SQLSTATE of a statement canceled by lock_timeout.
+LOCK_NOT_AVAILABLE = "55P03"
 _DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*dbops:no-transaction[ \t]*$", re.MULTILINE | re.IGNORECASE)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from . import catalog
 from .errors import ExecutionError
-from .execution import NO_TRANSACTION_DIRECTIVE, PreparedMigration
+from .execution import LOCK_NOT_AVAILABLE, NO_TRANSACTION_DIRECTIVE, PreparedMigration
 from .steps import (
     CHECK_PLAN,
     RunContext,
@@ -18,6 +18,7 @@ from .steps import (
     report,
     rollback,
     run_migration_sql,
+    with_note,
 )
 
 # Imported only where installed, so that the file imports without psycopg2. The modules
@@ -110,9 +111,17 @@ def _verify_one(
             settings=migration_settings(context, local=True)
         )
     )
+    context.watch.reset()
     try:
         elapsed = run_migration_sql(cursor, item, NOTHING_WRITTEN)
     except ExecutionError as error:
+        if error.sqlstate == LOCK_NOT_AVAILABLE:
+            raise with_note(
+                error,
+                f"The wait exceeded lock_timeout {context.options.lock_timeout} and was "
+                f"{context.watch.describe()}. Check mode does not retry, because the pending "
+                "migrations share one transaction: run it again when the lock is free.",
+            ) from None
         reason = _unverifiable_reason(error, skipped, after_others)
         if reason is None:
             raise
