@@ -328,6 +328,27 @@ def test_failed_undo_retried_with_target(database: Database, tmp_path: Path) -> 
     assert result["current_version"] == "1"
 
 
+def test_repeatable_runs_again_after_undo(database: Database, tmp_path: Path) -> None:
+    directory = write_migrations(
+        tmp_path / "sql",
+        {
+            "V1__a.sql": "CREATE TABLE a (id int);\n",
+            "V2__b.sql": "CREATE TABLE b (id int);\n",
+            "U2__b.sql": "DROP TABLE b CASCADE;\n",
+            "R__both.sql": "CREATE OR REPLACE VIEW both_ids AS\n"
+            "SELECT id FROM a UNION SELECT id FROM b;\n",
+        },
+    )
+    migrate(migrate_params(database, directory))
+    down = migrate(migrate_params(database, directory, target="1"))
+
+    up = migrate(migrate_params(database, directory))
+
+    assert [entry["script"] for entry in down["applied"]] == ["U2__b.sql"]
+    assert [entry["script"] for entry in up["applied"]] == ["V2__b.sql", "R__both.sql"]
+    assert "both_ids" in relations_by_kind(database)["view"]
+
+
 def test_undo_missing_scripts_named_before_running(database: Database, tmp_path: Path) -> None:
     directory = write_migrations(
         tmp_path / "sql",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .history import HistoryRow, HistoryTable
-from .planner import effective_applied
+from .planner import effective_applied, repeatable_checksums
 from .sources import REPEATABLE, VERSIONED, Migration, version_key
 
 # Values of a ``drifted`` entry's ``problem`` key.
@@ -101,7 +101,7 @@ def migration_status(
         current_version=current_version(applied),
     )
     if sources is not None:
-        status.pending = pending_migrations(sources, applied)
+        status.pending = pending_migrations(sources, applied, repeatable_checksums(rows))
         status.drifted = drifted_migrations(sources, applied)
     return status
 
@@ -140,26 +140,25 @@ def current_version(applied: list[HistoryRow]) -> str | None:
     return max(versioned, key=lambda row: version_key(row.version or "0")).version
 
 
-def pending_migrations(sources: list[Migration], applied: list[HistoryRow]) -> list[dict[str, Any]]:
+def pending_migrations(
+    sources: list[Migration], applied: list[HistoryRow], repeatables: dict[str, str]
+) -> list[dict[str, Any]]:
     """Return the files a run without a target would apply if nothing stopped it, in the order
     it applies them.
 
     A versioned file is pending when its version is not applied, including one whose earlier
     attempt is recorded as failed or that an undo script reverted. A repeatable file is
-    pending when its checksum differs from that of the latest successful row with its
-    description. Undo scripts are never pending, because they run only for a lower target.
+    pending when its checksum differs from ``repeatables``, the checksums from
+    planner.repeatable_checksums. Undo scripts are never pending, because they run only for
+    a lower target.
     """
     applied_keys = {version_key(row.version) for row in applied if row.version is not None}
-    latest_repeatable: dict[str, str] = {}
-    for row in applied:
-        if row.version is None:
-            latest_repeatable[row.description] = row.checksum
     pending = []
     for migration in sources:
         if migration.kind == VERSIONED:
             is_pending = migration.key not in applied_keys
         elif migration.kind == REPEATABLE:
-            is_pending = latest_repeatable.get(migration.description) != migration.checksum
+            is_pending = repeatables.get(migration.description) != migration.checksum
         else:
             is_pending = False
         if not is_pending:

@@ -238,11 +238,26 @@ def _apply_target(pending: list[Migration], target: str | None) -> list[Migratio
 
 
 def _pending_repeatables(sources: list[Migration], history: list[HistoryRow]) -> list[Migration]:
+    latest = repeatable_checksums(history)
+    return [m for m in sources if m.kind == REPEATABLE and latest.get(m.description) != m.checksum]
+
+
+def repeatable_checksums(history: list[HistoryRow]) -> dict[str, str]:
+    """Return the checksum each repeatable migration was last applied with, by description.
+
+    A repeatable applied before the latest undo script counts as not applied, because the
+    undo may have dropped its objects, as DROP ... CASCADE drops the views on a table. It
+    then runs again after the next versioned migrations.
+    """
+    last_undo = max(
+        (row.installed_rank for row in history if row.type == TYPE_UNDO and row.success),
+        default=0,
+    )
     latest: dict[str, str] = {}
     for row in history:
-        if row.version is None and row.success:
+        if row.version is None and row.success and row.installed_rank > last_undo:
             latest[row.description] = row.checksum
-    return [m for m in sources if m.kind == REPEATABLE and latest.get(m.description) != m.checksum]
+    return latest
 
 
 def option_version_key(version: str, option: str) -> tuple[int, ...]:
