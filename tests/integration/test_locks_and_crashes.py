@@ -253,6 +253,23 @@ def test_statement_timeout_option_cancels_migration(
     assert history_rows(database) == []
 
 
+def test_statement_timeout_number_shown_in_ms(
+    database: Database, tmp_path: Path, short_timeout_role: tuple[str, str]
+) -> None:
+    role, password = short_timeout_role
+    migrations = write_migrations(tmp_path / "sql", {"V1__sleep.sql": SLEEP_HALF_SECOND})
+    params = migrate_params(
+        database, migrations, login_user=role, login_password=password, statement_timeout="100"
+    )
+
+    with pytest.raises(ExecutionError) as raised:
+        migrate(params)
+
+    message = str(raised.value)
+    assert "statement_timeout was 100 ms" in message, message
+    assert "A number without a unit counts as milliseconds" in message
+
+
 # ---------------------------------------------------------------------------------------------
 # Concurrent runs
 # ---------------------------------------------------------------------------------------------

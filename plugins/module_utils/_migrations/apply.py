@@ -109,11 +109,14 @@ def with_lock_retries(
 def _explain_cancel(error: ExecutionError, context: RunContext) -> ExecutionError:
     if "statement timeout" not in str(error):
         return error
-    value = context.options.statement_timeout
+    value = str(context.options.statement_timeout).strip()
+    # PostgreSQL reads a number without a unit as milliseconds.
+    shown = f"{value} ms" if value.isdigit() else value
     return with_note(
         error,
-        f"statement_timeout was {value}, set for each migration by the module's "
-        "statement_timeout option, which overrides the role's and the database's setting.",
+        f"statement_timeout was {shown}, set for each migration by the module's "
+        "statement_timeout option, which overrides the role's and the database's setting. "
+        "A number without a unit counts as milliseconds: write 30s or 5min for longer.",
     )
 
 
