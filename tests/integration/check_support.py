@@ -13,8 +13,8 @@ from ansible_collections.dbops.migrations.plugins.module_utils._migrations impor
 from ansible_collections.dbops.migrations.plugins.module_utils._migrations.history import (
     HistoryTable,
 )
-from ansible_collections.dbops.migrations.plugins.modules.postgresql_migrate import (
-    argument_spec,
+from ansible_collections.dbops.migrations.tests.integration.migrate_support import (
+    migrate_params,
 )
 from pgcluster import Database
 from playbook_run import REPO_ROOT
@@ -53,18 +53,8 @@ def module_params(database: Database, path: Path | list[Path], **overrides: Any)
 
     ``path`` is one migration directory or a list of them. ``overrides`` replace any option.
     """
-    params = {name: spec.get("default") for name, spec in argument_spec().items()}
-    cluster = database.cluster
-    params.update(
-        login_host=cluster.host,
-        login_port=cluster.port,
-        login_user=cluster.superuser,
-        login_password=cluster.password,
-        login_db=database.name,
-        path=[str(p) for p in (path if isinstance(path, list) else [path])],
-    )
-    params.update(overrides)
-    return params
+    paths = path if isinstance(path, list) else [path]
+    return migrate_params(database, *paths, **overrides)
 
 
 def check(params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +68,13 @@ RELATION_KINDS = {
 }
 
 
-def migrate_params(database: Database, *paths: Path, **overrides: Any) -> dict[str, Any]:
-    """Return the parameters postgresql_migrate passes to the engine for ``paths``.
+def module_spec_params(
+    argument_spec: Callable[[], dict[str, Any]], database: Database, **overrides: Any
+) -> dict[str, Any]:
+    """Return a module's parameters as AnsibleModule would pass them.
 
-    Options start at the module's argument-spec defaults. The connection options come from
-    the database's libpq environment, and ``overrides`` replace any option.
+    Options start at the argument-spec defaults. The connection options come from the
+    database's libpq environment, and ``overrides`` replace any option.
     """
     params = {name: spec.get("default") for name, spec in argument_spec().items()}
     env = database.env
@@ -82,10 +84,16 @@ def migrate_params(database: Database, *paths: Path, **overrides: Any) -> dict[s
         login_user=env["PGUSER"],
         login_password=env["PGPASSWORD"],
         login_db=env["PGDATABASE"],
-        path=[str(path) for path in paths],
     )
     params.update(overrides)
     return params
+
+
+def migrate_params(database: Database, *paths: Path, **overrides: Any) -> dict[str, Any]:
+    """Return the parameters postgresql_migrate passes to the engine for ``paths``."""
+    return module_spec_params(
+        argument_spec, database, **{"path": [str(path) for path in paths], **overrides}
+    )
 
 
 def migrate(params: Mapping[str, Any], warnings: list[str] | None = None) -> dict[str, Any]:

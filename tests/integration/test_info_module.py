@@ -32,6 +32,7 @@ from ansible_collections.dbops.migrations.tests.integration.migrate_support impo
     history_rows,
     migrate,
     migrate_params,
+    module_spec_params,
     write_migrations,
 )
 from pgcluster import Database
@@ -68,17 +69,7 @@ PlayRecap = Callable[..., dict[str, int]]
 
 def info_params(database: Database, **overrides: Any) -> dict[str, Any]:
     """Return the module's parameters: argument-spec defaults, the connection, ``overrides``."""
-    params = {name: spec.get("default") for name, spec in argument_spec().items()}
-    env = database.env
-    params.update(
-        login_host=env["PGHOST"],
-        login_port=int(env["PGPORT"]),
-        login_user=env["PGUSER"],
-        login_password=env["PGPASSWORD"],
-        login_db=env["PGDATABASE"],
-    )
-    params.update(overrides)
-    return params
+    return module_spec_params(argument_spec, database, **overrides)
 
 
 def info(database: Database, **overrides: Any) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from ansible_collections.dbops.migrations.tests.integration.migrate_support impo
     SHIPPED_SQL,
     migrate,
     migrate_params,
+    module_spec_params,
 )
 from pgcluster import Database
 
@@ -64,17 +65,7 @@ PlayRecap = Callable[..., dict[str, int]]
 
 def refresh_params(database: Database, **overrides: Any) -> dict[str, Any]:
     """Return the module's parameters: argument-spec defaults, the connection, ``overrides``."""
-    params = {name: spec.get("default") for name, spec in argument_spec().items()}
-    env = database.env
-    params.update(
-        login_host=env["PGHOST"],
-        login_port=int(env["PGPORT"]),
-        login_user=env["PGUSER"],
-        login_password=env["PGPASSWORD"],
-        login_db=env["PGDATABASE"],
-    )
-    params.update(overrides)
-    return params
+    return module_spec_params(argument_spec, database, **overrides)
 
 
 def run_refresh(database: Database, check_mode: bool = False, **options: Any) -> dict[str, Any]:
