@@ -1,4 +1,4 @@
-"""Fixtures of the shared Molecule verification, which runs under pytest-testinfra.
+"""Fixtures of the common Molecule verification, which runs under pytest-testinfra.
 
 Molecule runs these tests with ``--connection=ansible`` and the scenario's inventory, and
 testinfra runs each test once per host of group ``databases``. Each of those hosts stands for
