@@ -132,7 +132,7 @@ DECLARE
   found int;
 BEGIN
   SELECT count(*) INTO found FROM checked;
-  RAISE EXCEPTION 'checked holds % rows', found;
+  RAISE EXCEPTION 'checked has % rows', found;
 END
 $check$;
 """
@@ -144,7 +144,7 @@ def test_do_block_error_names_file_line(database: Database) -> None:
 
     message = str(raised.value)
     assert message.startswith(
-        "Migration V1 (V1__checks.sql, line 8) failed: checked holds 0 rows (SQLSTATE P0001)."
+        "Migration V1 (V1__checks.sql, line 8) failed: checked has 0 rows (SQLSTATE P0001)."
     ), message
     assert "Context: PL/pgSQL function inline_code_block line 6 at RAISE." in message
     assert raised.value.line == 8

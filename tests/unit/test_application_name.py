@@ -30,7 +30,7 @@ def test_job_id_from_environment_appended(monkeypatch: pytest.MonkeyPatch) -> No
     assert application_name("nightly deploy", "postgresql_migrate") == "nightly deploy awx job 77"
 
 
-def test_job_id_appended_once_when_plugin_and_environment_agree(
+def test_job_id_appended_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("JOB_ID", "77")

@@ -80,9 +80,9 @@ def _failed_label(row: HistoryRow) -> str:
 def _check_undo_retry_target(failed: list[HistoryRow], target: str | None) -> None:
     """Raise PlanError when a failed undo would be retried without a target below it.
 
-    Removing the failed record leaves the version applied, and only a target below it runs
-    the undo script again, so without one the retry would run nothing and leave the history
-    saying the version is applied while the undo may have dropped part of it.
+    Removing the failed record leaves the version applied. Only a target below the version
+    runs the undo script again. Without one, the retry would run nothing, and the history
+    would say the version is applied although the undo may have dropped part of it.
     """
     undos = [row for row in failed if row.type == TYPE_UNDO and row.version is not None]
     if not undos:

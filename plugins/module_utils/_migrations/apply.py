@@ -111,10 +111,10 @@ def _explain_cancel(error: ExecutionError, context: RunContext) -> ExecutionErro
         return error
     value = str(context.options.statement_timeout).strip()
     # PostgreSQL reads a number without a unit as milliseconds.
-    shown = f"{value} ms" if value.isdigit() else value
+    with_unit = f"{value} ms" if value.isdigit() else value
     return with_note(
         error,
-        f"statement_timeout was {shown}, set for each migration by the module's "
+        f"statement_timeout was {with_unit}, set for each migration by the module's "
         "statement_timeout option, which overrides the role's and the database's setting. "
         "A number without a unit counts as milliseconds: write 30s or 5min for longer.",
     )

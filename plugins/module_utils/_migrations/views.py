@@ -244,7 +244,7 @@ def _create(cursor: Any, view: SavedView) -> None:
     """Create a dependent view again as it was, with its options, indexes and owner."""
     options: sql.Composable = sql.SQL("")
     if view.options:
-        # pg_class.reloptions holds name=value pairs that WITH (...) takes back as written.
+        # pg_class.reloptions contains name=value pairs that WITH (...) accepts as written.
         options = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(map(sql.SQL, view.options)))
     if view.materialized:
         data = sql.SQL("WITH DATA" if view.populated else "WITH NO DATA")
